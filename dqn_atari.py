@@ -98,22 +98,16 @@ def make_env(env_id: str, num_envs: int, render: bool = False) -> gym.vector.Vec
     spec = gym.spec(env_id)  # raises gym.error.Error on an unknown id
     if spec.entry_point == "ale_py.env:AtariEnv":
         envs = ale_py.AtariVectorEnv(
-            spec.kwargs["game"],
-            num_envs,
+            spec.kwargs["game"], num_envs, reward_clipping=False, autoreset_mode="SameStep",
             repeat_action_probability=spec.kwargs.get("repeat_action_probability", 0.0),  # v5 ids: sticky actions
             full_action_space=spec.kwargs.get("full_action_space", False),
             max_num_frames_per_episode=spec.kwargs.get("max_num_frames_per_episode", 108_000),
-            reward_clipping=False,
-            autoreset_mode="SameStep",
-        )
+        )  # fmt: skip
     else:
         envs = gym.make_vec(
-            env_id,
-            num_envs,
-            vectorization_mode="sync",
+            env_id, num_envs, vectorization_mode="sync", render_mode="rgb_array" if render else None,
             vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
-            render_mode="rgb_array" if render else None,
-        )
+        )  # fmt: skip
         if not (isinstance(envs.single_observation_space, gym.spaces.Box) and len(envs.single_observation_space.shape) == 1):
             raise ValueError(f"{env_id} has observation space {envs.single_observation_space}; need a flat Box or an ALE game")
     if not isinstance(envs.single_action_space, gym.spaces.Discrete):
