@@ -426,7 +426,8 @@ def main(args: Args) -> None:
                 if gradient_steps % 100 == 0:
                     writer.add_scalar("losses/td_loss", loss, global_step)
                     writer.add_scalar("losses/q_values", q_taken.mean(), global_step)
-            if global_step > args.learning_starts and global_step // args.target_network_frequency > (global_step - args.num_envs) // args.target_network_frequency:
+            # target update when this step crossed a multiple of target_network_frequency
+            if global_step > args.learning_starts and global_step % args.target_network_frequency < args.num_envs:
                 for target_param, param in zip(target_network.parameters(), q_network.parameters()):  # τ = 1: exact copy
                     target_param.data.lerp_(param.data, args.tau)
 
@@ -434,8 +435,8 @@ def main(args: Args) -> None:
                 sps = (global_step - last_print_step) / (time.time() - last_print)
                 eta = (args.total_timesteps - global_step) / max(sps, 1e-9)
                 mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
-                print(f"step {global_step}/{args.total_timesteps}  SPS {sps:.0f}  ETA {eta / 60:.1f} min  "
-                      f"return {mean_return} (last {len(recent_returns)})  ε {epsilon:.3f}  grad steps {gradient_steps}", flush=True)  # fmt: skip
+                print(f"step {global_step}/{args.total_timesteps}  SPS {sps:.0f}  ETA {eta / 60:.1f} min  return {mean_return} "
+                      f"(last {len(recent_returns)})  ε {epsilon:.3f}  grad steps {gradient_steps}", flush=True)  # fmt: skip
                 writer.add_scalar("charts/SPS", sps, global_step)
                 writer.add_scalar("charts/epsilon", epsilon, global_step)
                 last_print, last_print_step = time.time(), global_step

@@ -86,7 +86,8 @@ def main():
     print("per environment transition (sample and update once every train_frequency=4 transitions):")
     for name, seconds in per_transition.items():
         print(f"  {name:<11} {seconds * 1e3:7.3f} ms  {100 * seconds / total:5.1f}%")
-    print(f"  predicted   {1 / total:7.0f} SPS while learning ({1 / (total - per_transition['sample'] - per_transition['update']):.0f} before)")
+    acting = total - per_transition["sample"] - per_transition["update"]
+    print(f"  predicted   {1 / total:7.0f} SPS while learning ({1 / acting:.0f} before learning starts)")
 
     run = dqn.Args(env_id=args.env_id, num_envs=args.num_envs, buffer_size=20_000, cuda=args.cuda, total_timesteps=cli.steps,
                    learning_starts=200, eval_episodes=0, exp_name="benchmark")  # fmt: skip
