@@ -87,7 +87,7 @@ class Args:
     dueling: bool = False
     """dueling heads Q = V + A − mean(A) (Wang et al. 2016)"""
     n_step: int = 1
-    """n-step returns built inside the replay (Nature: 1; Rainbow: 3)"""
+    """n-step returns built inside the replay (1 in the paper; Rainbow used 3)"""
 
 
 def make_env(env_id: str, num_envs: int, render: bool = False) -> gym.vector.VectorEnv:
@@ -111,7 +111,7 @@ def make_env(env_id: str, num_envs: int, render: bool = False) -> gym.vector.Vec
         if not (isinstance(envs.single_observation_space, gym.spaces.Box) and len(envs.single_observation_space.shape) == 1):
             raise ValueError(f"{env_id} has observation space {envs.single_observation_space}; need a flat Box or an ALE game")
     if not isinstance(envs.single_action_space, gym.spaces.Discrete):
-        raise ValueError(f"{env_id} has action space {envs.single_action_space}; DQN needs a Discrete action space")
+        raise ValueError(f"{env_id} has action space {envs.single_action_space}; this script needs a Discrete action space")
     return envs
 
 
@@ -238,9 +238,9 @@ class ReplayBuffer:
 class QNetwork(nn.Module):
     """Nature CNN (or a small MLP for flat observations), then a 512-unit head per stream."""
 
-    def __init__(self, envs, dueling=False):
+    def __init__(self, envs, args: Args):
         super().__init__()
-        obs_shape, self.n_actions = envs.single_observation_space.shape, envs.single_action_space.n
+        obs_shape, self.n_actions = envs.single_observation_space.shape, int(envs.single_action_space.n)
         self.atari = len(obs_shape) == 3
         if self.atari:
             self.torso = nn.Sequential(
@@ -255,7 +255,7 @@ class QNetwork(nn.Module):
             features, hidden = 128, 128
         self.head = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, self.n_actions))
         # dueling: the value stream has its own hidden layer, as the advantage stream does (Wang et al. 2016)
-        self.value = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, 1)) if dueling else None
+        self.value = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, 1)) if args.dueling else None
 
     def forward(self, x):
         h = self.torso(x.float() / 255.0 if self.atari else x.float())
@@ -330,7 +330,7 @@ def load_checkpoint(path, device):
     checkpoint = torch.load(path, map_location=device, weights_only=True)
     args = Args(**checkpoint["args"])
     envs = make_env(args.env_id, 1)
-    q_network = QNetwork(envs, args.dueling).to(device)
+    q_network = QNetwork(envs, args).to(device)
     q_network.load_state_dict(checkpoint["model"])
     envs.close()
     return q_network, args
@@ -368,9 +368,9 @@ def main(args: Args) -> None:
         raise SystemExit(f"error: {e}")
     print(f"replay buffer: {rb.nbytes / 1e9:.3f} GB on {device} ({rb.nbytes / args.buffer_size:.0f} bytes per transition)")
 
-    q_network = QNetwork(envs, args.dueling).to(device)
+    q_network = QNetwork(envs, args).to(device)
     optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, eps=args.adam_eps)
-    target_network = QNetwork(envs, args.dueling).to(device)
+    target_network = QNetwork(envs, args).to(device)
     target_network.load_state_dict(q_network.state_dict())
 
     writer = SummaryWriter(f"runs/{run_name}")

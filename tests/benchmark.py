@@ -1,6 +1,6 @@
-"""SPS of dqn_atari.py and its split into env, act, replay add, sample and update. Not a test:
+"""SPS of an Atari script and its split into env, act, replay add, sample and update. Not a test:
 
-    python tests/benchmark.py --env-id BreakoutNoFrameskip-v4 --num-envs 1
+    python tests/benchmark.py --script dqn_atari --env-id BreakoutNoFrameskip-v4 --num-envs 1
 
 Each phase is timed on its own (synchronising CUDA), the split is given per environment transition, then
 `main()` runs end to end with learning on from the start, and its measured SPS is printed beside the
@@ -8,6 +8,7 @@ prediction from the split.
 """
 
 import argparse
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,6 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import dqn_atari as dqn  # noqa: E402
 
 
 def timed(fn, repeats, device):
@@ -33,23 +33,24 @@ def timed(fn, repeats, device):
 
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--script", default="dqn_atari", choices=["dqn_atari", "c51_atari", "qrdqn_atari"])
     parser.add_argument("--env-id", default="BreakoutNoFrameskip-v4")
     parser.add_argument("--num-envs", type=int, default=1)
     parser.add_argument("--steps", type=int, default=2000, help="transitions of the end-to-end run")
     parser.add_argument("--cuda", action=argparse.BooleanOptionalAction, default=True)
     cli = parser.parse_args()
+    dqn = importlib.import_module(cli.script)
     args = dqn.Args(env_id=cli.env_id, num_envs=cli.num_envs, buffer_size=20_000, cuda=cli.cuda)
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    torch.set_num_threads(torch.get_num_threads())
-    print(f"device {device}, torch threads {torch.get_num_threads()}, env {args.env_id} x {args.num_envs}")
+    print(f"{cli.script} on {device}, torch threads {torch.get_num_threads()}, env {args.env_id} x {args.num_envs}")
 
     envs = dqn.make_env(args.env_id, args.num_envs)
     atari = dqn.is_atari(envs)
     shape = envs.single_observation_space.shape
     rb = dqn.ReplayBuffer(args.buffer_size, args.num_envs, shape, torch.uint8 if atari else torch.float32,
                           shape[0] if atari else 0, args.n_step, args.gamma, device)  # fmt: skip
-    q_network = dqn.QNetwork(envs).to(device)
-    target_network = dqn.QNetwork(envs).to(device)
+    q_network = dqn.QNetwork(envs, args).to(device)
+    target_network = dqn.QNetwork(envs, args).to(device)
     optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate)
     obs_np, _ = envs.reset(seed=0)
     obs = torch.as_tensor(obs_np, device=device)
@@ -67,7 +68,7 @@ def main():
     data = rb.sample(args.batch_size)
 
     def update():
-        loss, _ = dqn.td_loss(q_network, target_network, data, args.double)
+        loss, _ = dqn.td_loss(q_network, target_network, data, args.double, *([args.kappa] if hasattr(args, "kappa") else []))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

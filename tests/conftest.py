@@ -31,3 +31,35 @@ def only_run_dir(cwd):
     runs = list((Path(cwd) / "runs").iterdir())
     assert len(runs) == 1, runs
     return runs[0]
+
+
+# A few hundred Breakout steps that take 250 gradient steps (learning starts at 300, one step per 2 transitions).
+SMOKE = ["--env-id", "BreakoutNoFrameskip-v4", "--total-timesteps", 800, "--learning-starts", 300, "--train-frequency", 2,
+         "--buffer-size", 2000, "--target-network-frequency", 100, "--exploration-fraction", 1.0]  # fmt: skip
+
+# CartPole recipe of the learning tests (found by a small sweep with dqn_atari.py): Adam 1e-3, batch 64, target
+# copy every 500 transitions, ε 1 -> 0.05 over 16% of 60k transitions.
+CARTPOLE = ["--env-id", "CartPole-v1", "--total-timesteps", 60_000, "--learning-starts", 1000, "--buffer-size", 50_000,
+            "--learning-rate", 1e-3, "--batch-size", 64, "--train-frequency", 4, "--target-network-frequency", 500,
+            "--exploration-fraction", 0.16, "--end-e", 0.05, "--eval-episodes", 10]  # fmt: skip
+
+
+def smoke_test(script, tmp_path, loss_tag, *flags):
+    """Train a few hundred Breakout steps with gradient steps; check logs and the saved checkpoint; reload it."""
+    out = run_script(script, *SMOKE, "--save-model", "--eval-episodes", 1, "--eval-epsilon", 0.05, *flags, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "250 gradient steps" in out.stdout
+    run_dir = only_run_dir(tmp_path)
+    scalars = read_scalars(run_dir)
+    for tag in ["charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/epsilon",
+                loss_tag, "losses/q_values", "eval/episodic_return"]:  # fmt: skip
+        assert tag in scalars, tag
+    assert len(scalars[loss_tag]) == 2  # logged every 100 gradient steps
+    checkpoint = run_dir / script.replace(".py", ".pt")
+    out = run_script(script, "--eval-checkpoint", checkpoint, "--eval-episodes", 1, "--eval-epsilon", 0.05, cwd=tmp_path)
+    assert out.returncode == 0 and "eval: mean return" in out.stdout, out.stderr
+    return run_dir
+
+
+def eval_returns(tmp_path):
+    return [v for _, v in read_scalars(only_run_dir(tmp_path))["eval/episodic_return"]]

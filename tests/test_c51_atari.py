@@ -1,0 +1,117 @@
+"""Tests of c51_atari.py: the categorical projection from its definition, and the script end to end."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import CARTPOLE, eval_returns, run_script, smoke_test
+
+import c51_atari as c51
+
+ATOMS = torch.linspace(-10, 10, 51, dtype=torch.float64)  # the paper's support, Δz = 0.4
+
+
+def projection_by_definition(next_probs, rewards, dones, gamma, atoms):
+    """The paper's Algorithm 1, one atom at a time: b = (Tz − v_min)/Δz, the mass to ⌊b⌋ and ⌈b⌉ in
+    proportion ⌈b⌉ − b and b − ⌊b⌋, and all of it to b when b is an integer."""
+    v_min, v_max, delta_z = atoms[0].item(), atoms[-1].item(), (atoms[1] - atoms[0]).item()
+    out = torch.zeros_like(next_probs)
+    for k in range(len(rewards)):
+        for j in range(len(atoms)):
+            tz = min(max(rewards[k].item() + gamma * (1 - dones[k].item()) * atoms[j].item(), v_min), v_max)
+            b = (tz - v_min) / delta_z
+            lower, upper = math.floor(b), math.ceil(b)
+            if lower == upper:
+                out[k, lower] += next_probs[k, j]
+            else:
+                out[k, lower] += next_probs[k, j] * (upper - b)
+                out[k, upper] += next_probs[k, j] * (b - lower)
+    return out
+
+
+def random_case(batch=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    probs = torch.rand(batch, 51, generator=g, dtype=torch.float64).softmax(-1)
+    rewards = torch.empty(batch, dtype=torch.float64).uniform_(-15, 15, generator=g)  # some beyond the support
+    dones = (torch.rand(batch, generator=g) < 0.3).double()
+    return probs, rewards, dones
+
+
+def test_projection_matches_the_definition():
+    probs, rewards, dones = random_case()
+    got = c51.categorical_projection(probs, rewards, dones, 0.99, ATOMS)
+    assert torch.allclose(got, projection_by_definition(probs, rewards, dones, 0.99, ATOMS), atol=1e-12)
+
+
+def test_projection_conserves_mass_and_mean():
+    probs, rewards, dones = random_case(batch=64, seed=1)
+    got = c51.categorical_projection(probs, rewards, dones, torch.full((64,), 0.97, dtype=torch.float64), ATOMS)
+    assert (got >= 0).all()
+    assert torch.allclose(got.sum(-1), torch.ones(64, dtype=torch.float64), atol=1e-12)
+    # linear interpolation between neighbours keeps the mean wherever r + γz stays inside the support
+    rewards = torch.empty(64, dtype=torch.float64).uniform_(-0.2, 0.2)
+    got = c51.categorical_projection(probs, rewards, torch.zeros(64, dtype=torch.float64), 0.97, ATOMS)
+    expected_mean = (probs * (rewards[:, None] + 0.97 * ATOMS)).sum(-1)
+    assert torch.allclose((got * ATOMS).sum(-1), expected_mean, atol=1e-12)
+
+
+def test_projection_when_b_is_an_integer():
+    """r = 1, γ = 1 on the integer support −4..4: every atom moves exactly one place up (b is an integer, where
+    floor/ceil code drops the mass), and the top atom's mass stays on the top atom after clipping."""
+    atoms = torch.linspace(-4, 4, 9)
+    probs = torch.rand(3, 9).softmax(-1)
+    got = c51.categorical_projection(probs, torch.ones(3), torch.zeros(3), 1.0, atoms)
+    expected = torch.cat([torch.zeros(3, 1), probs[:, :-2], probs[:, -2:].sum(1, keepdim=True)], 1)
+    assert torch.equal(got, expected)
+
+
+def test_projection_seed_001_example():
+    """r = 1, γ = 0.99 sends z_0 = −10 to −8.9, which lies between −9.2 and −8.8: 0.25 and 0.75 of its mass."""
+    probs = torch.zeros(1, 51, dtype=torch.float64)
+    probs[0, 0] = 1.0
+    got = c51.categorical_projection(probs, torch.tensor([1.0], dtype=torch.float64), torch.zeros(1, dtype=torch.float64), 0.99, ATOMS)
+    assert ATOMS[2].item() == pytest.approx(-9.2) and ATOMS[3].item() == pytest.approx(-8.8)
+    assert got[0, 2].item() == pytest.approx(0.25) and got[0, 3].item() == pytest.approx(0.75)
+    assert got[0].sum().item() == pytest.approx(1.0)
+
+
+def test_projection_terminal_ignores_the_next_distribution():
+    probs, _, _ = random_case(batch=4)
+    got = c51.categorical_projection(probs, torch.full((4,), 0.3, dtype=torch.float64), torch.ones(4, dtype=torch.float64), 0.99, ATOMS)
+    expected = torch.zeros(4, 51, dtype=torch.float64)
+    expected[:, 25], expected[:, 26] = 0.25, 0.75  # 0.3 lies between the atoms 0.0 and 0.4
+    assert torch.allclose(got, expected, atol=1e-12)
+
+
+def test_loss_is_cross_entropy_to_the_projected_target():
+    """With a one-state MLP, the loss equals −Σ m log p for the target built by hand, and the Q it reports is Σ z p."""
+    torch.manual_seed(0)
+    envs = c51.make_env("CartPole-v1", 1)
+    args = c51.Args(v_min=0.0, v_max=20.0)
+    online, target = c51.QNetwork(envs, args), c51.QNetwork(envs, args)
+    obs = torch.randn(5, 4)
+    data = c51.ReplayBatch(obs=obs, actions=torch.tensor([0, 1, 1, 0, 1]), rewards=torch.tensor([1.0, 0.0, 2.0, 1.0, 0.5]),
+                           next_obs=torch.randn(5, 4), terminated=torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0]),
+                           discounts=torch.full((5,), 0.99))  # fmt: skip
+    loss, q = c51.td_loss(online, target, data, double=False)
+    with torch.no_grad():
+        next_probs = target.logits(data.next_obs).softmax(-1)
+        a_star = (next_probs * target.atoms).sum(-1).argmax(1)
+        m = projection_by_definition(next_probs[range(5), a_star].double(), data.rewards.double(), data.terminated.double(),
+                                     0.99, target.atoms.double())  # fmt: skip
+        probs = online.logits(obs).softmax(-1)[range(5), data.actions]
+    assert loss.item() == pytest.approx(-(m * probs.double().log()).sum(-1).mean().item(), rel=1e-5)
+    assert torch.allclose(q, (probs * online.atoms).sum(-1), atol=1e-5)
+
+
+def test_smoke_breakout(tmp_path):
+    smoke_test("c51_atari.py", tmp_path, "losses/loss", "--double", "--dueling", "--n-step", 3)
+
+
+@pytest.mark.slow
+def test_learns_cartpole(tmp_path):
+    out = run_script("c51_atari.py", *CARTPOLE, "--v-min", 0, "--v-max", 100, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    returns = eval_returns(tmp_path)
+    assert len(returns) == 10 and np.mean(returns) >= 300, returns
