@@ -33,7 +33,7 @@ def timed(fn, repeats, device):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--script", default="dqn_atari", choices=["dqn_atari", "c51_atari", "qrdqn_atari"])
+    parser.add_argument("--script", default="dqn_atari", choices=["dqn_atari", "c51_atari", "qrdqn_atari", "iqn_atari"])
     parser.add_argument("--env-id", default="BreakoutNoFrameskip-v4")
     parser.add_argument("--num-envs", type=int, default=1)
     parser.add_argument("--steps", type=int, default=2000, help="transitions of the end-to-end run")
@@ -68,7 +68,9 @@ def main():
     data = rb.sample(args.batch_size)
 
     def update():
-        loss, _ = dqn.td_loss(q_network, target_network, data, args.double, *([args.kappa] if hasattr(args, "kappa") else []))
+        extra = [args.kappa] if hasattr(args, "kappa") else []  # QR-DQN and IQN; IQN also takes N and N'
+        extra += [args.n_tau_samples, args.n_target_samples] if hasattr(args, "n_tau_samples") else []
+        loss, _ = dqn.td_loss(q_network, target_network, data, args.double, *extra)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
