@@ -63,3 +63,20 @@ def smoke_test(script, tmp_path, loss_tag, *flags):
 
 def eval_returns(tmp_path):
     return [v for _, v in read_scalars(only_run_dir(tmp_path))["eval/episodic_return"]]
+
+
+def greedy_visited_states(script_module, run_root, num_envs=16, steps=50):
+    """Load the one checkpoint under `run_root`/runs and play CartPole greedily with it; return the network
+    and the num_envs × steps observations it visited, as one tensor."""
+    import numpy as np
+    import torch
+
+    q_network, _ = script_module.load_checkpoint(str(next((Path(run_root) / "runs").rglob("*.pt"))), torch.device("cpu"))
+    envs = script_module.make_env("CartPole-v1", num_envs)
+    obs, _ = envs.reset(seed=0)
+    states = []
+    for _ in range(steps):
+        states.append(obs)
+        obs, *_ = envs.step(q_network(torch.as_tensor(obs)).argmax(1).numpy())
+    envs.close()
+    return q_network, torch.as_tensor(np.concatenate(states))
