@@ -1,0 +1,503 @@
+"""DDPG, TD3 and SAC (Lillicrap et al. 2016; Fujimoto, van Hoof & Meger 2018; Haarnoja et al. 2018):
+single-file reference implementation, the algorithm chosen by `--algo`.
+
+All three learn a critic Q(s, a) by bootstrapping from a target network and an actor by climbing the critic.
+They share the environment, the device-resident replay buffer, the critic, the training loop, evaluation and
+logging; they differ in four small functions, side by side: `next_state_value` (the target), `actor_loss`,
+`explore`, and SAC's `alpha_loss`, plus the policy delay (`--policy-frequency`). Read one branch across them to
+follow one algorithm.
+Papers: https://arxiv.org/abs/1509.02971, https://arxiv.org/abs/1802.09477, https://arxiv.org/abs/1812.05905
+"""
+
+import copy
+import os
+import random
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, replace
+from typing import Literal, NamedTuple, Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, train on CUDA when it is available"""
+    capture_video: bool = False
+    """whether to write mp4s of the evaluation episodes to `videos/`"""
+    save_model: bool = False
+    """whether to save a checkpoint (weights + args) to `runs/{run_name}/` (also on interrupt)"""
+    eval_episodes: int = 10
+    """deterministic episodes of the final evaluation (0 skips it)"""
+    eval_checkpoint: Optional[str] = None
+    """evaluate this saved checkpoint instead of training"""
+    save_dataset: Optional[str] = None
+    """write every finished training episode as a local Minari dataset with this id (e.g. `hopper/td3-replay-v0`)"""
+
+    env_id: str = "HalfCheetah-v5"
+    """any gymnasium id with a Box action space and a flat Box observation (MuJoCo by default)"""
+    num_envs: int = 1
+    """parallel environments (the papers' protocol is 1)"""
+
+    algo: Literal["ddpg", "td3", "sac"] = "sac"
+    """which algorithm"""
+    total_timesteps: int = 1_000_000
+    """environment transitions, summed over envs (the TD3 and SAC papers' MuJoCo budget)"""
+    learning_rate: float = 3e-4
+    """Adam learning rate of the actor, and of the critics for DDPG and TD3 (CleanRL; the TD3 paper used 1e-3)"""
+    q_lr: Optional[float] = None
+    """Adam learning rate of the critics; None: `learning_rate` for DDPG/TD3, 1e-3 for SAC (CleanRL)"""
+    buffer_size: int = 1_000_000
+    """replay memory size in transitions (all three papers)"""
+    gamma: float = 0.99
+    """discount factor γ (all three papers)"""
+    tau: float = 0.005
+    """Polyak rate of the target networks (TD3, SAC; DDPG used 0.001)"""
+    batch_size: int = 256
+    """minibatch size (SAC, CleanRL; the TD3 paper used 100)"""
+    learning_starts: Optional[int] = None
+    """transitions of uniformly random actions before learning; None: 25k for DDPG/TD3 (CleanRL; the TD3 paper used
+    10k), 5k for SAC (CleanRL)"""
+    policy_frequency: Optional[int] = None
+    """critic updates per actor (and target) update; None: 1 for DDPG and SAC (their papers), 2 for TD3 (its paper)"""
+    exploration_noise: float = 0.1
+    """DDPG/TD3: std of the Gaussian action noise, in units of the action range's half-width (the TD3 paper)"""
+    policy_noise: float = 0.2
+    """TD3: std of the target-policy smoothing noise, same units (the TD3 paper)"""
+    noise_clip: float = 0.5
+    """TD3: the smoothing noise is clipped to ±noise_clip, same units (the TD3 paper)"""
+    alpha: float = 0.2
+    """SAC: entropy temperature α when not autotuned (the SAC paper's v1 and CleanRL)"""
+    autotune: bool = True
+    """SAC: learn α to keep the policy's entropy near target_entropy = −|A| (the SAC paper, v2)"""
+
+
+def resolve_defaults(args: Args) -> Args:
+    """Fill the per-algorithm defaults left as None (see each field's docstring)."""
+    ddpg_or_td3 = args.algo in ("ddpg", "td3")
+    return replace(
+        args,
+        q_lr=args.q_lr if args.q_lr is not None else (args.learning_rate if ddpg_or_td3 else 1e-3),
+        learning_starts=args.learning_starts if args.learning_starts is not None else (25_000 if ddpg_or_td3 else 5_000),
+        policy_frequency=args.policy_frequency if args.policy_frequency is not None else (2 if args.algo == "td3" else 1),
+    )
+
+
+def make_env(env_id: str, num_envs: int, render: bool = False) -> gym.vector.VectorEnv:
+    """A synchronous vector of `env_id`, autoresetting in the same step with the true last observation in
+    `info["final_obs"]`. Raises ValueError on an id or space this script cannot train on."""
+    gym.spec(env_id)  # raises gym.error.Error on an unknown id
+    envs = gym.make_vec(
+        env_id, num_envs, vectorization_mode="sync", render_mode="rgb_array" if render else None,
+        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
+    )  # fmt: skip
+    action_space, obs_space = envs.single_action_space, envs.single_observation_space
+    if not isinstance(action_space, gym.spaces.Box):
+        envs.close()
+        raise ValueError(f"{env_id} has action space {action_space}; DDPG, TD3 and SAC need a continuous (Box) action space")
+    if not np.all(np.isfinite(action_space.low) & np.isfinite(action_space.high)):
+        envs.close()
+        raise ValueError(f"{env_id} has unbounded actions {action_space}; the actor's tanh needs finite bounds")
+    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
+        envs.close()
+        raise ValueError(f"{env_id} has observation space {obs_space}; this script needs a flat Box observation")
+    return envs
+
+
+def free_memory(device) -> Optional[int]:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable"))
+    except (OSError, StopIteration):
+        return None
+
+
+class ReplayBatch(NamedTuple):
+    obs: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    next_obs: torch.Tensor  # the env's true next observation, also at a truncation
+    terminated: torch.Tensor  # 1.0 where the episode terminated: no bootstrap (a truncation does bootstrap)
+
+
+class ReplayBuffer:
+    """Device-resident circular replay memory of whole transitions (s, a, r, s', terminated). Observations are a few
+    floats here, so s' is stored as is, which makes a truncated episode's true last observation exact."""
+
+    def __init__(self, buffer_size, obs_dim, action_dim, device):
+        self.size, self.device = buffer_size, device
+        self.nbytes = buffer_size * 4 * (2 * obs_dim + action_dim + 2)
+        free = free_memory(device)
+        if free is not None and self.nbytes > free:
+            raise MemoryError(f"a replay buffer of {buffer_size} transitions needs {self.nbytes / 1e9:.2f} GB, "
+                              f"but {device} has {free / 1e9:.2f} GB free; lower --buffer-size")  # fmt: skip
+        self.obs = torch.zeros(buffer_size, obs_dim, device=device)
+        self.next_obs = torch.zeros(buffer_size, obs_dim, device=device)
+        self.actions = torch.zeros(buffer_size, action_dim, device=device)
+        self.rewards = torch.zeros(buffer_size, device=device)
+        self.terminated = torch.zeros(buffer_size, device=device)
+        self.pos, self.count = 0, 0  # host integers: they advance by num_envs every step, no device sync
+
+    def add(self, obs, actions, rewards, terminated, real_next_obs):
+        """One step of every env: each argument has the envs along its first dimension."""
+        idx = (self.pos + torch.arange(len(obs), device=self.device)) % self.size
+        self.obs[idx], self.actions[idx], self.rewards[idx] = obs, actions, rewards
+        self.terminated[idx], self.next_obs[idx] = terminated, real_next_obs
+        self.pos, self.count = (self.pos + len(obs)) % self.size, min(self.count + len(obs), self.size)
+
+    def sample(self, batch_size) -> ReplayBatch:
+        idx = torch.randint(self.count, (batch_size,), device=self.device)
+        return ReplayBatch(self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminated[idx])
+
+
+class QNetwork(nn.Module):
+    """Critic Q(s, a): a 256×256 ReLU MLP on the concatenated state and action (all three papers' MuJoCo nets)."""
+
+    def __init__(self, envs):
+        super().__init__()
+        obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+        self.net = nn.Sequential(nn.Linear(obs_dim + action_dim, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 1))
+
+    def forward(self, obs, actions):
+        return self.net(torch.cat([obs, actions], 1)).squeeze(1)
+
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # SAC's log σ range (CleanRL, after the authors' softlearning code)
+
+
+class Actor(nn.Module):
+    """A 256×256 ReLU MLP to the action. Deterministic for DDPG/TD3: a = scale · tanh(μ(s)) + bias. Stochastic for
+    SAC: it adds a log σ(s) head and samples a tanh-squashed Gaussian; its deterministic action is the same
+    scale · tanh(μ(s)) + bias. `scale` and `bias` map [−1, 1] onto the env's bounds."""
+
+    def __init__(self, envs, stochastic: bool):
+        super().__init__()
+        obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+        self.trunk = nn.Sequential(nn.Linear(obs_dim, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU())
+        self.mean = nn.Linear(256, action_dim)
+        self.log_std = nn.Linear(256, action_dim) if stochastic else None
+        low, high = envs.single_action_space.low, envs.single_action_space.high
+        self.register_buffer("action_scale", torch.as_tensor((high - low) / 2, dtype=torch.float32))
+        self.register_buffer("action_bias", torch.as_tensor((high + low) / 2, dtype=torch.float32))
+
+    def forward(self, obs):
+        """The deterministic action."""
+        return self.action_scale * torch.tanh(self.mean(self.trunk(obs))) + self.action_bias
+
+    def sample(self, obs):
+        """SAC: a = scale · tanh(u) + bias, u ~ N(μ(s), σ(s)²), reparameterised, with its log-density by the change of
+        variables (the SAC paper's Appendix C):  log π(a|s) = Σ_k [log N(u_k; μ_k, σ_k) − log(scale_k (1 − tanh² u_k))]."""
+        h = self.trunk(obs)
+        mean, log_std = self.mean(h), self.log_std(h).clamp(LOG_STD_MIN, LOG_STD_MAX)
+        normal = torch.distributions.Normal(mean, log_std.exp())
+        u = normal.rsample()
+        # log(1 − tanh² u) = 2 (log 2 − u − softplus(−2u)), stable where tanh saturates
+        log_det = torch.log(self.action_scale) + 2 * (np.log(2) - u - F.softplus(-2 * u))
+        log_prob = (normal.log_prob(u) - log_det).sum(1)
+        return self.action_scale * torch.tanh(u) + self.action_bias, log_prob
+
+
+def explore(args: Args, actor, obs):
+    """The behaviour policy, once learning has started.
+    DDPG, TD3: a = clip(μ(s) + ε, low, high), ε ~ N(0, (exploration_noise · scale)²) (the TD3 paper's Gaussian noise;
+               DDPG used Ornstein-Uhlenbeck noise).
+    SAC:       a ~ π(·|s), the policy's own tanh-Gaussian."""
+    with torch.no_grad():
+        if args.algo == "sac":
+            return actor.sample(obs)[0]
+        noise = torch.randn_like(actor.action_bias.expand(len(obs), -1)) * args.exploration_noise * actor.action_scale
+        low, high = actor.action_bias - actor.action_scale, actor.action_bias + actor.action_scale
+        return (actor(obs) + noise).clamp(low, high)
+
+
+def next_state_value(args: Args, actor, actor_target, qf_targets, next_obs, alpha):
+    """V(s') in the critic's target y = r + γ (1 − terminated) V(s'), without gradient.
+    DDPG: V(s') = Q'(s', μ'(s'))                                                   (one critic, target actor)
+    TD3:  V(s') = min_i Q'_i(s', ã),  ã = clip(μ'(s') + clip(ε, −c, c), low, high),  ε ~ N(0, σ̃²)
+                                          (clipped double-Q and target-policy smoothing; σ̃, c in units of scale)
+    SAC:  V(s') = min_i Q'_i(s', ã) − α log π(ã|s'),  ã ~ π(·|s')                   (soft value, current policy)"""
+    with torch.no_grad():
+        if args.algo == "ddpg":
+            return qf_targets[0](next_obs, actor_target(next_obs))
+        if args.algo == "td3":
+            scale = actor_target.action_scale
+            noise = (torch.randn_like(scale.expand(len(next_obs), -1)) * args.policy_noise).clamp(-args.noise_clip, args.noise_clip)
+            low, high = actor_target.action_bias - scale, actor_target.action_bias + scale
+            next_actions = (actor_target(next_obs) + noise * scale).clamp(low, high)
+            return torch.min(*[qf(next_obs, next_actions) for qf in qf_targets])
+        next_actions, next_log_prob = actor.sample(next_obs)
+        return torch.min(*[qf(next_obs, next_actions) for qf in qf_targets]) - alpha * next_log_prob
+
+
+def critic_loss(args: Args, qfs, data: ReplayBatch, next_value):
+    """Σ_i mean (Q_i(s, a) − y)², y = r + γ (1 − terminated) V(s'); returns it and Q_1(s, a) (for logging)."""
+    target = data.rewards + args.gamma * (1 - data.terminated) * next_value
+    q_values = [qf(data.obs, data.actions) for qf in qfs]
+    return sum(F.mse_loss(q, target) for q in q_values), q_values[0]
+
+
+def actor_loss(args: Args, actor, qfs, obs, alpha):
+    """DDPG, TD3: −mean Q_1(s, μ(s))                       (the deterministic policy gradient; TD3 uses Q_1 only)
+    SAC:       mean [α log π(ã|s) − min_i Q_i(s, ã)],  ã ~ π(·|s) reparameterised.
+    Returns the loss and log π(ã|s) (SAC; None otherwise) for the temperature."""
+    if args.algo in ("ddpg", "td3"):
+        return -qfs[0](obs, actor(obs)).mean(), None
+    actions, log_prob = actor.sample(obs)
+    return (alpha * log_prob - torch.min(*[qf(obs, actions) for qf in qfs])).mean(), log_prob
+
+
+def alpha_loss(log_alpha, log_prob, target_entropy):
+    """SAC's temperature objective J(α) = E[−α (log π(ã|s) + H̄)], H̄ = −|A| (the SAC paper, v2, Eq. 18): α grows
+    when the policy's entropy −log π falls below H̄ and shrinks when it rises above. α = exp(log α) stays positive."""
+    return -(log_alpha.exp() * (log_prob.detach() + target_entropy)).mean()
+
+
+def evaluate(actor, args: Args, device, video_dir=None) -> list[float]:
+    """The first episode of each of `eval_episodes` parallel envs with the deterministic action. With `video_dir`,
+    each episode's rendering is written as an mp4."""
+    envs = make_env(args.env_id, args.eval_episodes, render=video_dir is not None)
+    obs, _ = envs.reset(seed=args.seed + 10_000)
+    returns, finished = np.zeros(args.eval_episodes), np.zeros(args.eval_episodes, dtype=bool)
+    writers = []
+    if video_dir:
+        import imageio
+
+        os.makedirs(video_dir, exist_ok=True)
+        writers = [imageio.get_writer(f"{video_dir}/eval-episode-{i}.mp4", fps=30, macro_block_size=2) for i in range(args.eval_episodes)]
+    while not finished.all():
+        if writers:
+            frames = envs.render()
+            for i in np.flatnonzero(~finished):
+                writers[i].append_data(frames[i])
+        with torch.no_grad():
+            actions = actor(torch.as_tensor(obs, device=device, dtype=torch.float32))
+        obs, rewards, terminations, truncations, _ = envs.step(actions.cpu().numpy())
+        returns += rewards * ~finished
+        finished |= terminations | truncations
+    for w in writers:
+        w.close()
+    envs.close()
+    return returns.tolist()
+
+
+def save_checkpoint(path, actor, qfs, args: Args):
+    """Weights + args, written atomically so an interrupt never leaves a half-written file."""
+    torch.save({"actor": actor.state_dict(), "qfs": qfs.state_dict(), "args": asdict(args)}, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def load_checkpoint(path, device):
+    checkpoint = torch.load(path, map_location=device, weights_only=True)
+    args = Args(**checkpoint["args"])
+    envs = make_env(args.env_id, 1)
+    actor = Actor(envs, stochastic=args.algo == "sac").to(device)
+    actor.load_state_dict(checkpoint["actor"])
+    envs.close()
+    return actor, args
+
+
+class EpisodeRecorder:
+    """`--save-dataset`: keeps every env's current episode on the host and, once it ends, the finished episode with
+    its terminated/truncated flags, to be written as a Minari dataset (which can recreate the env from its id)."""
+
+    def __init__(self, num_envs, first_obs):
+        self.current = [{"observations": [o], "actions": [], "rewards": [], "terminations": [], "truncations": []} for o in first_obs]
+        self.episodes = []
+
+    def add(self, actions, rewards, terminations, truncations, real_next_obs, next_obs):
+        for i, episode in enumerate(self.current):
+            episode["observations"].append(real_next_obs[i])
+            episode["actions"].append(actions[i])
+            episode["rewards"].append(rewards[i])
+            episode["terminations"].append(terminations[i])
+            episode["truncations"].append(truncations[i])
+            if terminations[i] or truncations[i]:
+                self.episodes.append(episode)
+                self.current[i] = {"observations": [next_obs[i]], "actions": [], "rewards": [], "terminations": [], "truncations": []}
+
+    def write(self, dataset_id, env_id, algo):
+        """Only finished episodes are written; one still running when training stops is dropped."""
+        import minari
+        from minari.data_collector import EpisodeBuffer
+
+        buffers = [
+            EpisodeBuffer(id=k, observations=np.asarray(e["observations"]), actions=np.asarray(e["actions"]),
+                          rewards=list(map(float, e["rewards"])), terminations=list(map(bool, e["terminations"])),
+                          truncations=list(map(bool, e["truncations"])))  # fmt: skip
+            for k, e in enumerate(self.episodes)
+        ]
+        return minari.create_dataset_from_buffers(dataset_id, buffers, env=env_id, algorithm_name=f"ddpg_td3_sac.py --algo {algo}")
+
+
+def main(args: Args) -> None:
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if args.eval_checkpoint:
+        if not os.path.isfile(args.eval_checkpoint):
+            raise SystemExit(f"error: no checkpoint at {args.eval_checkpoint}")
+        actor, ckpt_args = load_checkpoint(args.eval_checkpoint, device)
+        ckpt_args.eval_episodes, ckpt_args.seed = args.eval_episodes, args.seed
+        returns = evaluate(actor, ckpt_args, device, "videos/eval" if args.capture_video else None)
+        print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes: {returns}")
+        return
+    args = resolve_defaults(args)
+    if args.save_dataset:
+        import minari
+
+        if args.save_dataset in minari.list_local_datasets():
+            raise SystemExit(f"error: a local Minari dataset {args.save_dataset} already exists; choose another id")
+    try:
+        envs = make_env(args.env_id, args.num_envs)
+    except (ValueError, gym.error.Error) as e:
+        raise SystemExit(f"error: {e}")
+    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}-{args.algo}__{args.seed}__{int(time.time())}"
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+
+    obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+    try:
+        rb = ReplayBuffer(args.buffer_size, obs_dim, action_dim, device)
+    except MemoryError as e:
+        raise SystemExit(f"error: {e}")
+    print(f"{args.algo}: replay buffer {rb.nbytes / 1e9:.3f} GB on {device}")
+
+    actor = Actor(envs, stochastic=args.algo == "sac").to(device)
+    qfs = nn.ModuleList(QNetwork(envs) for _ in range(1 if args.algo == "ddpg" else 2)).to(device)  # TD3, SAC: twin critics
+    qf_targets = nn.ModuleList(QNetwork(envs) for _ in qfs).to(device)
+    qf_targets.load_state_dict(qfs.state_dict())
+    actor_target = copy.deepcopy(actor) if args.algo != "sac" else None  # SAC bootstraps from its current policy
+    q_optimizer = torch.optim.Adam(qfs.parameters(), lr=args.q_lr)
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate)
+    target_entropy = -float(action_dim)
+    log_alpha = torch.tensor(float(np.log(args.alpha)), device=device, requires_grad=args.autotune)
+    alpha_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr) if args.autotune else None  # CleanRL: the critics' rate
+
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
+    model_path = f"runs/{run_name}/{args.exp_name}.pt"
+
+    obs_np, _ = envs.reset(seed=args.seed)
+    envs.single_action_space.seed(args.seed)
+    obs = torch.as_tensor(obs_np, device=device, dtype=torch.float32)
+    recorder = EpisodeRecorder(args.num_envs, obs_np) if args.save_dataset else None
+    episode_returns, episode_lengths = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=int)
+    recent_returns = deque(maxlen=20)
+    global_step, gradient_steps = 0, 0
+    policy_loss = torch.zeros((), device=device)  # logged before the first actor update when policy_frequency > 1
+    start_time = last_print = time.time()
+    last_print_step, interrupted = 0, False
+    try:
+        while global_step < args.total_timesteps:
+            if global_step < args.learning_starts:  # uniformly random actions fill the buffer first (all three)
+                actions_np = np.stack([envs.single_action_space.sample() for _ in range(args.num_envs)])
+                actions = torch.as_tensor(actions_np, device=device)
+            else:
+                actions = explore(args, actor, obs)
+                actions_np = actions.cpu().numpy()
+            next_obs_np, rewards, terminations, truncations, infos = envs.step(actions_np)
+            global_step += args.num_envs
+
+            ends = terminations | truncations
+            real_next_obs_np = next_obs_np
+            if ends.any():  # the env already reset these; a truncated episode still bootstraps from its last obs
+                real_next_obs_np = next_obs_np.copy()
+                real_next_obs_np[ends] = np.stack(infos["final_obs"][ends])
+            # one host-to-device copy per step: next obs, true next obs, reward, terminated
+            step_data = torch.as_tensor(np.concatenate([next_obs_np, real_next_obs_np, rewards[:, None], terminations[:, None]], 1),
+                                        device=device, dtype=torch.float32)  # fmt: skip
+            rb.add(obs, actions, step_data[:, 2 * obs_dim], step_data[:, 2 * obs_dim + 1], step_data[:, obs_dim : 2 * obs_dim])
+            if recorder:
+                recorder.add(actions_np, rewards, terminations, truncations, real_next_obs_np, next_obs_np)
+            obs = step_data[:, :obs_dim]
+
+            episode_returns += rewards
+            episode_lengths += 1
+            for i in np.flatnonzero(ends):
+                writer.add_scalar("charts/episodic_return", episode_returns[i], global_step)
+                writer.add_scalar("charts/episodic_length", episode_lengths[i], global_step)
+                recent_returns.append(episode_returns[i])
+            episode_returns[ends], episode_lengths[ends] = 0, 0
+
+            # one gradient step per transition, whatever num_envs is
+            while global_step > args.learning_starts and gradient_steps < global_step - args.learning_starts:
+                data = rb.sample(args.batch_size)
+                alpha = log_alpha.detach().exp()
+                next_value = next_state_value(args, actor, actor_target, qf_targets, data.next_obs, alpha)
+                qf_loss, q_taken = critic_loss(args, qfs, data, next_value)
+                q_optimizer.zero_grad()
+                qf_loss.backward()
+                q_optimizer.step()
+                gradient_steps += 1
+
+                if gradient_steps % args.policy_frequency == 0:  # TD3's delayed policy (and target) updates
+                    policy_loss, log_prob = actor_loss(args, actor, qfs, data.obs, alpha)
+                    actor_optimizer.zero_grad()
+                    policy_loss.backward()
+                    actor_optimizer.step()
+                    if args.algo == "sac" and args.autotune:
+                        temperature_loss = alpha_loss(log_alpha, log_prob, target_entropy)
+                        alpha_optimizer.zero_grad()
+                        temperature_loss.backward()
+                        alpha_optimizer.step()
+                    with torch.no_grad():
+                        for target_param, param in zip(qf_targets.parameters(), qfs.parameters()):
+                            target_param.lerp_(param, args.tau)
+                        if args.algo != "sac":
+                            for target_param, param in zip(actor_target.parameters(), actor.parameters()):
+                                target_param.lerp_(param, args.tau)
+
+                if gradient_steps % 100 == 0:
+                    writer.add_scalar("losses/qf1_loss", qf_loss, global_step)
+                    writer.add_scalar("losses/q_values", q_taken.mean(), global_step)
+                    writer.add_scalar("losses/actor_loss", policy_loss, global_step)
+                    writer.add_scalar("losses/alpha", log_alpha.exp(), global_step)
+
+            if time.time() - last_print > 5 or global_step >= args.total_timesteps:
+                sps = (global_step - last_print_step) / (time.time() - last_print)
+                eta = (args.total_timesteps - global_step) / max(sps, 1e-9)
+                mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+                print(f"step {global_step}/{args.total_timesteps}  SPS {sps:.0f}  ETA {eta / 60:.1f} min  return {mean_return} "
+                      f"(last {len(recent_returns)})  grad steps {gradient_steps}", flush=True)  # fmt: skip
+                writer.add_scalar("charts/SPS", sps, global_step)
+                last_print, last_print_step = time.time(), global_step
+    except KeyboardInterrupt:
+        print(f"interrupted at step {global_step}")
+        interrupted = True
+    finally:
+        envs.close()
+        if args.save_model:
+            save_checkpoint(model_path, actor, qfs, args)
+            print(f"model saved to {model_path}")
+        if recorder:
+            dataset = recorder.write(args.save_dataset, args.env_id, args.algo)
+            print(f"dataset {args.save_dataset}: {dataset.total_episodes} episodes, {dataset.total_steps} steps")
+        writer.flush()
+
+    if args.eval_episodes > 0 and not interrupted:
+        returns = evaluate(actor, args, device, f"videos/{run_name}" if args.capture_video else None)
+        for i, episodic_return in enumerate(returns):
+            writer.add_scalar("eval/episodic_return", episodic_return, i)
+        print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes")
+    print(f"total time {time.time() - start_time:.0f} s, {global_step} steps, {gradient_steps} gradient steps")
+    writer.close()
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

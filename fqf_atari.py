@@ -1,0 +1,553 @@
+"""FQF (Yang, Zhao, Lin, Qin, Bian & Liu 2019): single-file reference implementation.
+
+IQN evaluates its quantile function at random fractions; FQF learns where to evaluate it. A fraction proposal
+network maps the (detached) state embedding to N fractions 0 = τ_0 < τ_1 < … < τ_N = 1, the IQN quantile
+network gives F⁻¹ at their midpoints τ̂_i, and Q(s, a) = Σ_i (τ_{i+1} − τ_i) F⁻¹(τ̂_i). The quantile network is
+trained with IQN's quantile Huber loss at the τ̂; the fraction network, by its own optimiser, descends the
+1-Wasserstein error of that staircase through ∂W1/∂τ_i (`fraction_gradient`). Against iqn_atari.py only the
+fraction proposal network and its loss differ; acting uses the learned fractions (no risk distortion).
+Paper: https://arxiv.org/abs/1911.02140
+"""
+
+import os
+import random
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import NamedTuple, Optional
+
+import ale_py
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+
+gym.register_envs(ale_py)
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, train on CUDA when it is available"""
+    capture_video: bool = False
+    """whether to write mp4s of the evaluation episodes to `videos/`"""
+    save_model: bool = False
+    """whether to save a checkpoint (weights + args) to `runs/{run_name}/` (also on interrupt)"""
+    eval_episodes: int = 10
+    """episodes of the final evaluation (0 skips it)"""
+    eval_epsilon: float = 0.001
+    """ε of the evaluation policy (Dopamine / Rainbow; Nature used 0.05)"""
+    eval_checkpoint: Optional[str] = None
+    """evaluate this saved checkpoint instead of training"""
+
+    env_id: str = "BreakoutNoFrameskip-v4"
+    """an ALE id (ale-py's C++ AtariVectorEnv) or a gymnasium id with a flat Box observation (MLP torso)"""
+    num_envs: int = 1
+    """parallel environments (the paper's protocol is 1)"""
+    terminal_on_life_loss: bool = True
+    """treat a lost life as terminal for bootstrapping (Nature, CleanRL); logged returns stay whole games.
+    Dopamine and Machado et al. (2018) use False"""
+
+    total_timesteps: int = 10_000_000
+    """environment transitions, summed over envs (CleanRL; 40M frames)"""
+    learning_rate: float = 5e-5
+    """Adam learning rate (the paper)"""
+    adam_eps: float = 0.01 / 32
+    """Adam epsilon (the paper: 0.01 / batch size)"""
+    buffer_size: int = 1_000_000
+    """replay memory size in transitions (Nature)"""
+    gamma: float = 0.99
+    """discount factor γ (Nature)"""
+    tau: float = 1.0
+    """target update rate: 1 is a hard copy (Nature), < 1 is Polyak averaging"""
+    target_network_frequency: int = 10_000
+    """transitions between target updates (the paper, as IQN)"""
+    batch_size: int = 32
+    """minibatch size (Nature)"""
+    start_e: float = 1.0
+    """initial exploration ε (Nature)"""
+    end_e: float = 0.01
+    """final exploration ε (CleanRL; Nature used 0.1)"""
+    exploration_fraction: float = 0.10
+    """fraction of `total_timesteps` over which ε decays linearly (CleanRL: 1M transitions)"""
+    learning_starts: int = 80_000
+    """transitions collected before learning starts (CleanRL; Nature used 50k)"""
+    train_frequency: int = 4
+    """transitions between gradient steps (Nature)"""
+    double: bool = False
+    """Double DQN target: the online net picks a', the target net evaluates it (van Hasselt et al. 2016);
+    off in the paper and the authors' code"""
+    dueling: bool = False
+    """dueling heads Q = V + A − mean(A) (Wang et al. 2016)"""
+    n_step: int = 1
+    """n-step returns built inside the replay (1 in the paper; Rainbow used 3)"""
+    n_fractions: int = 32
+    """N: fractions proposed per state (the paper)"""
+    n_cos: int = 64
+    """cosine features of the τ embedding (the paper, as IQN)"""
+    fraction_learning_rate: float = 2.5e-9
+    """RMSprop learning rate of the fraction proposal network (the paper; α 0.95, ε 1e-5 as in the authors' code)"""
+    entropy_coef: float = 0.001
+    """weight λ of the fractions' entropy bonus in the fraction loss (the authors' code default; their run script
+    used 1e-4); 0 turns it off"""
+    kappa: float = 1.0
+    """Huber threshold κ of the quantile loss; 0 gives the plain quantile loss (the paper: 1)"""
+
+
+def make_env(env_id: str, num_envs: int, render: bool = False) -> gym.vector.VectorEnv:
+    """An ALE id runs on ale-py's C++ AtariVectorEnv (frameskip 4, max-pool, 84x84 grey, stack 4, 30 no-ops,
+    fire reset), with unclipped rewards so that logged returns are game scores. Any other id with a flat Box
+    observation runs through gym.make_vec. Both autoreset in the same step, with the true last observation
+    in `info["final_obs"]`. Raises ValueError on an id or space this script cannot train on."""
+    spec = gym.spec(env_id)  # raises gym.error.Error on an unknown id
+    if spec.entry_point == "ale_py.env:AtariEnv":
+        envs = ale_py.AtariVectorEnv(
+            spec.kwargs["game"], num_envs, reward_clipping=False, autoreset_mode="SameStep",
+            repeat_action_probability=spec.kwargs.get("repeat_action_probability", 0.0),  # v5 ids: sticky actions
+            full_action_space=spec.kwargs.get("full_action_space", False),
+            max_num_frames_per_episode=spec.kwargs.get("max_num_frames_per_episode", 108_000),
+        )  # fmt: skip
+    else:
+        envs = gym.make_vec(
+            env_id, num_envs, vectorization_mode="sync", render_mode="rgb_array" if render else None,
+            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
+        )  # fmt: skip
+        if not (isinstance(envs.single_observation_space, gym.spaces.Box) and len(envs.single_observation_space.shape) == 1):
+            raise ValueError(f"{env_id} has observation space {envs.single_observation_space}; need a flat Box or an ALE game")
+    if not isinstance(envs.single_action_space, gym.spaces.Discrete):
+        raise ValueError(f"{env_id} has action space {envs.single_action_space}; this script needs a Discrete action space")
+    return envs
+
+
+def is_atari(envs: gym.vector.VectorEnv) -> bool:
+    return isinstance(envs, ale_py.AtariVectorEnv)
+
+
+def free_memory(device) -> Optional[int]:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable"))
+    except (OSError, StopIteration):
+        return None
+
+
+class ReplayBatch(NamedTuple):
+    obs: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor  # n-step discounted sum
+    next_obs: torch.Tensor  # the observation n steps later, or the episode's true last one
+    terminated: torch.Tensor  # 1.0 where the episode terminated within those steps: no bootstrap
+    discounts: torch.Tensor  # γ^m, m the number of steps actually summed
+
+
+class ReplayBuffer:
+    """Device-resident replay memory of single frames, one circular timeline per env (CONVENTIONS §5).
+
+    Each env's timeline holds the newest frame of every observation in order; the 4-frame stacks are rebuilt
+    at sampling, with zeros for frames before the episode's start, exactly as AtariVectorEnv presents them.
+    When an episode ends, one extra slot keeps the env's true final frame (`final_obs`), so termination and
+    truncation are both exact: that slot is a next observation, never the start of a transition.
+    Flat observations are stored whole, as a "stack" of one.
+    """
+
+    def __init__(self, buffer_size, num_envs, obs_shape, obs_dtype, frame_stack, n_step, gamma, device):
+        self.frame_stack, self.n_step, self.gamma, self.device = frame_stack, n_step, gamma, device
+        self.history = max(frame_stack, 1)
+        frame_shape = obs_shape[1:] if frame_stack else obs_shape
+        self.size = buffer_size // num_envs  # slots per env
+        if self.size <= self.history + n_step:
+            raise ValueError(f"--buffer-size {buffer_size} is too small for {num_envs} envs")
+        frame_bytes = int(np.prod(frame_shape)) * torch.empty(0, dtype=obs_dtype).element_size()
+        self.nbytes = num_envs * self.size * (frame_bytes + 8 + 4 + 1 + 1 + 1 + 1)  # frame, action, reward, 4 bytes below
+        free = free_memory(device)
+        if free is not None and self.nbytes > free:
+            raise MemoryError(f"a replay buffer of {buffer_size} transitions needs {self.nbytes / 1e9:.2f} GB, "
+                              f"but {device} has {free / 1e9:.2f} GB free; lower --buffer-size")  # fmt: skip
+        shape = (num_envs, self.size)
+        self.frames = torch.zeros(shape + frame_shape, dtype=obs_dtype, device=device)
+        self.actions = torch.zeros(shape, dtype=torch.long, device=device)
+        self.rewards = torch.zeros(shape, dtype=torch.float32, device=device)
+        self.terminated = torch.zeros(shape, dtype=torch.bool, device=device)  # no bootstrap after this step
+        self.ends = torch.zeros(shape, dtype=torch.bool, device=device)  # the env reset after this step
+        self.starts_transition = torch.zeros(shape, dtype=torch.bool, device=device)  # False on final-frame slots
+        self.episode_step = torch.zeros(shape, dtype=torch.uint8, device=device)  # capped at history - 1
+        self.env_ids = torch.arange(num_envs, device=device)
+        self.pos = torch.zeros(num_envs, dtype=torch.long, device=device)  # next slot to fill
+        self.count = torch.zeros(num_envs, dtype=torch.long, device=device)  # slots ever filled
+        self.t = torch.zeros(num_envs, dtype=torch.long, device=device)  # step of the current episode
+
+    def newest_frame(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs[:, -1] if self.frame_stack else obs
+
+    def add(self, obs, actions, rewards, terminated, ends, real_next_obs):
+        """One step of every env. `real_next_obs` is the env's true next observation (`final_obs` at an end);
+        its newest frame is written ahead into the next slot, where the next observation's frame will land
+        anyway unless the episode ended. Then the slot is kept and the timeline skips past it."""
+        e, pos, next_pos = self.env_ids, self.pos, (self.pos + 1) % self.size
+        self.frames[e, pos] = self.newest_frame(obs)
+        self.actions[e, pos] = actions
+        self.rewards[e, pos] = rewards
+        self.terminated[e, pos] = terminated
+        self.ends[e, pos] = ends
+        self.starts_transition[e, pos] = True
+        self.episode_step[e, pos] = self.t.clamp(max=self.history - 1).to(torch.uint8)
+        self.frames[e, next_pos] = self.newest_frame(real_next_obs)
+        self.starts_transition[e, next_pos] = False
+        self.episode_step[e, next_pos] = (self.t + 1).clamp(max=self.history - 1).to(torch.uint8)
+        self.pos = (pos + 1 + ends) % self.size
+        self.count += 1 + ends
+        self.t = torch.where(ends, 0, self.t + 1)
+
+    def stack(self, e, slot):
+        """The observation whose newest frame is at `slot`: frames slot-3..slot, zeroed before the episode's start."""
+        back = torch.arange(self.history - 1, -1, -1, device=self.device)  # 3, 2, 1, 0
+        frames = self.frames[e[:, None], (slot[:, None] - back) % self.size]  # [B, history, *frame_shape]
+        in_episode = back <= self.episode_step[e, slot][:, None].long()
+        frames = torch.where(in_episode.view(*in_episode.shape, *[1] * (frames.dim() - 2)), frames, 0)
+        return frames if self.frame_stack else frames[:, 0]
+
+    def sample(self, batch_size) -> ReplayBatch:
+        """Uniform over stored transitions, all on the device. A slot is drawn at distance d behind the write
+        position, with n ≤ d so that its n successors exist and d ≤ size − history so that its frame history
+        is not overwritten. Final-frame slots start no transition: twice the batch is drawn and the first
+        `batch_size` draws that do start one are kept, which leaves them uniform over transitions."""
+        n = self.n_step
+        e = torch.randint(len(self.env_ids), (2 * batch_size,), device=self.device)
+        d_max = self.count[e].clamp(max=self.size - self.history)
+        d = n + (torch.rand(2 * batch_size, device=self.device) * (d_max - n + 1)).long()
+        slot = (self.pos[e] - d) % self.size
+        keep = torch.argsort((~self.starts_transition[e, slot]).to(torch.uint8), stable=True)[:batch_size]
+        e, slot = e[keep], slot[keep]
+
+        # n-step return: sum rewards until n steps or the episode's end, whichever comes first
+        steps = (slot[:, None] + torch.arange(n, device=self.device)) % self.size  # [B, n]
+        done = (self.terminated | self.ends)[e[:, None], steps].float()
+        taken = torch.cumprod(torch.cat([torch.ones_like(done[:, :1]), 1 - done[:, :-1]], 1), 1)  # step k is summed
+        discounts = self.gamma ** torch.arange(n, device=self.device)
+        rewards = (taken * discounts * self.rewards[e[:, None], steps]).sum(1)
+        terminated = (taken * self.terminated[e[:, None], steps].float()).sum(1)
+        m = taken.sum(1).long()
+        return ReplayBatch(
+            obs=self.stack(e, slot),
+            actions=self.actions[e, slot],
+            rewards=rewards,
+            next_obs=self.stack(e, (slot + m) % self.size),
+            terminated=terminated,
+            discounts=self.gamma**m,
+        )
+
+
+class QNetwork(nn.Module):
+    """Nature CNN (or a small MLP for flat observations) ψ(x), times the τ embedding φ(τ), then a 512-unit head
+    per stream giving F⁻¹_τ(x, a), as in IQN; plus the fraction proposal network, one linear layer on ψ(x).
+    φ(τ) = ReLU(W cos(π i τ) + b), i = 1..n_cos (IQN's reference implementations; its paper writes i = 0..n−1)."""
+
+    def __init__(self, envs, args: Args):
+        super().__init__()
+        obs_shape, self.n_actions = envs.single_observation_space.shape, int(envs.single_action_space.n)
+        self.atari = len(obs_shape) == 3
+        if self.atari:
+            self.torso = nn.Sequential(
+                nn.Conv2d(obs_shape[0], 32, 8, stride=4), nn.ReLU(),
+                nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+                nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+                nn.Flatten(),
+            )  # fmt: skip
+            features, hidden = 3136, 512
+        else:
+            self.torso = nn.Sequential(nn.Linear(obs_shape[0], 128), nn.ReLU())
+            features, hidden = 128, 128
+        self.fraction_net = nn.Linear(features, args.n_fractions)
+        nn.init.zeros_(self.fraction_net.weight)  # start at QR-DQN's evenly spaced fractions
+        nn.init.zeros_(self.fraction_net.bias)
+        self.register_buffer("cos_i", torch.arange(1, args.n_cos + 1) * torch.pi)
+        self.tau_embedding = nn.Sequential(nn.Linear(args.n_cos, features), nn.ReLU())
+        self.head = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, self.n_actions))
+        # dueling: the value stream has its own hidden layer, as the advantage stream does (Wang et al. 2016)
+        self.value = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, 1)) if args.dueling else None
+
+    def forward(self, x):
+        return self.q_values(self.embed(x))
+
+    def embed(self, x):
+        """The state embedding ψ(x)."""
+        return self.torso(x.float() / 255.0 if self.atari else x.float())
+
+    def fractions(self, h):
+        """τ_0 = 0 < τ_1 < … < τ_N = 1, the cumulative sum of p = softmax(W ψ(x) + b), and τ̂_i = (τ_i + τ_{i+1}) / 2.
+        ψ(x) is detached: the fraction loss trains this layer and nothing else. Returns τ [B, N+1], τ̂ [B, N] and
+        the entropy H(p) [B]."""
+        log_probs = torch.log_softmax(self.fraction_net(h.detach()), 1)
+        taus = F.pad(log_probs.exp().cumsum(1), (1, 0))
+        return taus, (taus[:, :-1] + taus[:, 1:]) / 2, -(log_probs.exp() * log_probs).sum(1)
+
+    def quantiles(self, h, taus):
+        """F⁻¹_τ(x, a) = f(ψ(x) ⊙ φ(τ))_a for the embedding h = ψ(x) and taus [B, T]: returns [B, A, T]."""
+        h = h[:, None, :] * self.tau_embedding(torch.cos(taus[..., None] * self.cos_i))  # [B, T, features]
+        if self.value is None:
+            return self.head(h).transpose(1, 2)
+        advantages = self.head(h)  # [B, T, A]
+        return (self.value(h) + advantages - advantages.mean(2, keepdim=True)).transpose(1, 2)
+
+    def q_values(self, h):
+        """Q(x, a) = Σ_i (τ_{i+1} − τ_i) F⁻¹_τ̂i(x, a) at the fractions proposed for x (the paper's Eq. 4)."""
+        taus, tau_hats, _ = self.fractions(h)
+        return (self.quantiles(h, tau_hats) * (taus[:, 1:] - taus[:, :-1])[:, None, :]).sum(-1)
+
+
+def quantile_huber_loss(quantiles, target_quantiles, taus, kappa=1.0):
+    """Quantile Huber loss (the paper's Eq. 10; seed 000's tensor layout). With u_ij = target_j − θ_i,
+
+        L = mean over the batch of  Σ_i mean_j |τ_i − 1{u_ij < 0}| · H_κ(u_ij) / κ,
+
+    H_κ(u) = u²/2 if |u| ≤ κ, else κ(|u| − κ/2). Dividing by κ makes it tend to the quantile loss
+    |τ_i − 1{u_ij < 0}| · |u_ij| as κ → 0, which `kappa=0` gives exactly. Its minimiser over θ_i is the
+    τ_i-quantile of the targets (κ = 0). quantiles [B, N], target_quantiles [B, N'], taus [N] or [B, N]."""
+    u = target_quantiles[:, None, :] - quantiles[:, :, None]  # [B, N, N']
+    if kappa == 0:
+        loss = u.abs()
+    else:
+        loss = torch.where(u.abs() <= kappa, 0.5 * u**2, kappa * (u.abs() - 0.5 * kappa)) / kappa
+    weight = (taus[..., :, None] - (u.detach() < 0).float()).abs()
+    return (weight * loss).mean(2).sum(1).mean()
+
+
+def fraction_gradient(values_at_taus, values_at_tau_hats):
+    """∂W1/∂τ_i, i = 1..N−1, of the 1-Wasserstein error between F⁻¹ and its staircase at the τ̂ (the paper's
+    Proposition 1; seed 001), W1 = Σ_i ∫_{τ_i}^{τ_{i+1}} |F⁻¹(ω) − F⁻¹(τ̂_i)| dω:
+
+        ∂W1/∂τ_i = |F⁻¹(τ_i) − F⁻¹(τ̂_{i−1})| − |F⁻¹(τ_i) − F⁻¹(τ̂_i)|.
+
+    For a non-decreasing F⁻¹, F⁻¹(τ̂_{i−1}) ≤ F⁻¹(τ_i) ≤ F⁻¹(τ̂_i), so this is the paper's 2F⁻¹(τ_i) − F⁻¹(τ̂_{i−1}) −
+    F⁻¹(τ̂_i), and the τ̂'s own terms vanish because each τ̂_i minimises its segment's error. A network's F⁻¹ need
+    not be monotone; the absolute values (a sign-corrected form, as in ku2482's code and Tianshou) keep it the
+    derivative of W1 in the segment ends. values_at_taus [B, N−1] at τ_1..τ_{N−1}, values_at_tau_hats [B, N]."""
+    return (values_at_taus - values_at_tau_hats[:, :-1]).abs() - (values_at_taus - values_at_tau_hats[:, 1:]).abs()
+
+
+def td_loss(q_network, target_network, data: ReplayBatch, double: bool, kappa: float, entropy_coef: float):
+    """The paper's Algorithm 1. With the fractions τ, τ̂ the online fraction net proposes for s:
+
+      quantile loss: regress F⁻¹_τ̂i(s, a) onto R + γ^m (1 − terminated) F'⁻¹_τ̂j(s', a*), the target net at the same τ̂,
+                     a* = argmax_a' Q'(s', a') under the target net's own fractions for s' (the online net's, Double);
+      fraction loss: Σ_i ∂W1/∂τ_i · τ_i − λ H(τ), the gradient held fixed, so that it descends W1 through τ.
+
+    The quantile loss sees τ̂ detached and the fraction loss sees F⁻¹ detached: each reaches its own network only.
+    Returns both losses, Q(s, a) and the fractions' entropy."""
+    batch = len(data.actions)
+    rows = torch.arange(batch, device=data.rewards.device)
+    h = q_network.embed(data.obs)
+    taus, tau_hats, entropy = q_network.fractions(h)
+    tau_hats = tau_hats.detach()
+    with torch.no_grad():
+        next_h = target_network.embed(data.next_obs)
+        next_actions = (q_network(data.next_obs) if double else target_network.q_values(next_h)).argmax(1)
+        next_quantiles = target_network.quantiles(next_h, tau_hats)[rows, next_actions]
+        target = data.rewards[:, None] + (data.discounts * (1 - data.terminated))[:, None] * next_quantiles
+        values_at_taus = q_network.quantiles(h, taus[:, 1:-1])[rows, data.actions]  # [B, N−1]
+    quantiles = q_network.quantiles(h, tau_hats)[rows, data.actions]  # [B, N]
+    loss = quantile_huber_loss(quantiles, target, tau_hats, kappa)
+    gradient = fraction_gradient(values_at_taus, quantiles.detach())
+    fraction_loss = (gradient * taus[:, 1:-1]).sum(1).mean() - entropy_coef * entropy.mean()
+    q_taken = ((taus[:, 1:] - taus[:, :-1]).detach() * quantiles.detach()).sum(1)
+    return loss, fraction_loss, q_taken, entropy.detach()
+
+
+def linear_schedule(start_e: float, end_e: float, duration: float, t: int) -> float:
+    return max(end_e, start_e + (end_e - start_e) * t / max(duration, 1))
+
+
+def select_actions(q_network, obs, epsilon):
+    """ε-greedy on the device: one draw per env, no host sync."""
+    with torch.no_grad():
+        greedy = q_network(obs).argmax(1)
+    random_actions = torch.randint_like(greedy, q_network.n_actions)
+    return torch.where(torch.rand(len(obs), device=obs.device) < epsilon, random_actions, greedy)
+
+
+def evaluate(q_network, args: Args, device, video_dir=None) -> list[float]:
+    """The first whole game of each of `eval_episodes` parallel envs, with ε = `eval_epsilon`. With `video_dir`,
+    each game is written as an mp4: what the agent sees on Atari (its 84x84 frames), the rendering otherwise."""
+    envs = make_env(args.env_id, args.eval_episodes, render=video_dir is not None)
+    obs, _ = envs.reset(seed=args.seed + 10_000)
+    returns, finished = np.zeros(args.eval_episodes), np.zeros(args.eval_episodes, dtype=bool)
+    writers = []
+    if video_dir:
+        import imageio
+
+        os.makedirs(video_dir, exist_ok=True)
+        writers = [imageio.get_writer(f"{video_dir}/eval-episode-{i}.mp4", fps=30, macro_block_size=2) for i in range(args.eval_episodes)]
+    while not finished.all():
+        if writers:
+            frames = obs[:, -1].repeat(4, 1).repeat(4, 2) if is_atari(envs) else envs.render()
+            for i in np.flatnonzero(~finished):
+                writers[i].append_data(frames[i])
+        actions = select_actions(q_network, torch.as_tensor(obs, device=device), args.eval_epsilon)
+        obs, rewards, terminations, truncations, _ = envs.step(actions.cpu().numpy())
+        returns += rewards * ~finished
+        finished |= terminations | truncations
+    for w in writers:
+        w.close()
+    envs.close()
+    return returns.tolist()
+
+
+def save_checkpoint(path, q_network, args: Args):
+    """Weights + args, written atomically so an interrupt never leaves a half-written file."""
+    torch.save({"model": q_network.state_dict(), "args": asdict(args)}, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def load_checkpoint(path, device):
+    checkpoint = torch.load(path, map_location=device, weights_only=True)
+    args = Args(**checkpoint["args"])
+    envs = make_env(args.env_id, 1)
+    q_network = QNetwork(envs, args).to(device)
+    q_network.load_state_dict(checkpoint["model"])
+    envs.close()
+    return q_network, args
+
+
+def main(args: Args) -> None:
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if args.eval_checkpoint:
+        if not os.path.isfile(args.eval_checkpoint):
+            raise SystemExit(f"error: no checkpoint at {args.eval_checkpoint}")
+        q_network, ckpt_args = load_checkpoint(args.eval_checkpoint, device)
+        ckpt_args.eval_episodes, ckpt_args.eval_epsilon, ckpt_args.seed = args.eval_episodes, args.eval_epsilon, args.seed
+        returns = evaluate(q_network, ckpt_args, device, "videos/eval" if args.capture_video else None)
+        print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes: {returns}")
+        return
+    try:
+        envs = make_env(args.env_id, args.num_envs)
+    except (ValueError, gym.error.Error) as e:
+        raise SystemExit(f"error: {e}")
+    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+
+    atari = is_atari(envs)
+    obs_space = envs.single_observation_space
+    try:
+        rb = ReplayBuffer(
+            args.buffer_size, args.num_envs, obs_space.shape, torch.uint8 if atari else torch.float32,
+            obs_space.shape[0] if atari else 0, args.n_step, args.gamma, device,
+        )  # fmt: skip
+    except (ValueError, MemoryError) as e:
+        raise SystemExit(f"error: {e}")
+    print(f"replay buffer: {rb.nbytes / 1e9:.3f} GB on {device} ({rb.nbytes / args.buffer_size:.0f} bytes per transition)")
+
+    q_network = QNetwork(envs, args).to(device)
+    fraction_params = list(q_network.fraction_net.parameters())
+    quantile_params = [p for name, p in q_network.named_parameters() if not name.startswith("fraction_net.")]
+    optimizer = torch.optim.Adam(quantile_params, lr=args.learning_rate, eps=args.adam_eps)
+    fraction_optimizer = torch.optim.RMSprop(fraction_params, lr=args.fraction_learning_rate, alpha=0.95, eps=1e-5)
+    target_network = QNetwork(envs, args).to(device)
+    target_network.load_state_dict(q_network.state_dict())
+
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
+    model_path = f"runs/{run_name}/{args.exp_name}.pt"
+
+    obs_np, infos = envs.reset(seed=args.seed)
+    obs = torch.as_tensor(obs_np, device=device)
+    lives = infos.get("lives")
+    episode_returns, episode_lengths = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=int)
+    recent_returns = deque(maxlen=20)
+    global_step, gradient_steps = 0, 0
+    start_time = last_print = time.time()
+    last_print_step, interrupted = 0, False
+    try:
+        while global_step < args.total_timesteps:
+            epsilon = linear_schedule(args.start_e, args.end_e, args.exploration_fraction * args.total_timesteps, global_step)
+            actions = select_actions(q_network, obs, epsilon)
+            next_obs_np, rewards, terminations, truncations, infos = envs.step(actions.cpu().numpy())
+            global_step += args.num_envs
+
+            next_obs = torch.as_tensor(next_obs_np, device=device)
+            ends = terminations | truncations
+            real_next_obs = next_obs
+            if ends.any():  # the env already reset these; their true last observations travel only now
+                real_next_obs = next_obs.clone()
+                real_next_obs[np.flatnonzero(ends)] = torch.as_tensor(np.stack(infos["final_obs"][ends]), device=device)
+            terminated = terminations
+            if atari and args.terminal_on_life_loss:  # a life lost ends bootstrapping; the game goes on
+                terminated = terminations | ((infos["lives"] < lives) & ~ends)
+                lives = infos["lives"]
+            clipped_rewards = np.clip(rewards, -1, 1) if atari else rewards  # Nature: clip to [-1, 1] for training
+            step_data = torch.as_tensor(np.stack([clipped_rewards, terminated, ends]).astype(np.float32), device=device)
+            rb.add(obs, actions, step_data[0], step_data[1].bool(), step_data[2].bool(), real_next_obs)
+            obs = next_obs
+
+            episode_returns += rewards
+            episode_lengths += 1
+            for i in np.flatnonzero(ends):
+                writer.add_scalar("charts/episodic_return", episode_returns[i], global_step)
+                writer.add_scalar("charts/episodic_length", episode_lengths[i], global_step)
+                recent_returns.append(episode_returns[i])
+            episode_returns[ends], episode_lengths[ends] = 0, 0
+
+            # one gradient step per `train_frequency` transitions, whatever num_envs is
+            while global_step > args.learning_starts and gradient_steps * args.train_frequency < global_step - args.learning_starts:
+                data = rb.sample(args.batch_size)
+                loss, fraction_loss, q_taken, entropy = td_loss(q_network, target_network, data, args.double, args.kappa, args.entropy_coef)
+                optimizer.zero_grad()
+                fraction_optimizer.zero_grad()
+                (loss + fraction_loss).backward()  # disjoint graphs: each loss reaches its own parameters only
+                optimizer.step()
+                fraction_optimizer.step()
+                gradient_steps += 1
+                if gradient_steps % 100 == 0:
+                    writer.add_scalar("losses/loss", loss, global_step)
+                    writer.add_scalar("losses/fraction_loss", fraction_loss, global_step)
+                    writer.add_scalar("losses/fraction_entropy", entropy.mean(), global_step)
+                    writer.add_scalar("losses/q_values", q_taken.mean(), global_step)
+            # target update when this step crossed a multiple of target_network_frequency
+            if global_step > args.learning_starts and global_step % args.target_network_frequency < args.num_envs:
+                for target_param, param in zip(target_network.parameters(), q_network.parameters()):  # τ = 1: exact copy
+                    target_param.data.lerp_(param.data, args.tau)
+
+            if time.time() - last_print > 5 or global_step >= args.total_timesteps:
+                sps = (global_step - last_print_step) / (time.time() - last_print)
+                eta = (args.total_timesteps - global_step) / max(sps, 1e-9)
+                mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+                print(f"step {global_step}/{args.total_timesteps}  SPS {sps:.0f}  ETA {eta / 60:.1f} min  return {mean_return} "
+                      f"(last {len(recent_returns)})  ε {epsilon:.3f}  grad steps {gradient_steps}", flush=True)  # fmt: skip
+                writer.add_scalar("charts/SPS", sps, global_step)
+                writer.add_scalar("charts/epsilon", epsilon, global_step)
+                last_print, last_print_step = time.time(), global_step
+    except KeyboardInterrupt:
+        print(f"interrupted at step {global_step}")
+        interrupted = True
+    finally:
+        envs.close()
+        if args.save_model:
+            save_checkpoint(model_path, q_network, args)
+            print(f"model saved to {model_path}")
+        writer.flush()
+
+    if args.eval_episodes > 0 and not interrupted:
+        returns = evaluate(q_network, args, device, f"videos/{run_name}" if args.capture_video else None)
+        for i, episodic_return in enumerate(returns):
+            writer.add_scalar("eval/episodic_return", episodic_return, i)
+        print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes (ε={args.eval_epsilon})")
+    print(f"total time {time.time() - start_time:.0f} s, {global_step} steps, {gradient_steps} gradient steps")
+    writer.close()
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

@@ -1,0 +1,545 @@
+"""IQL (Kostrikov, Nair & Levine 2021): single-file reference implementation of Implicit Q-Learning, offline.
+
+IQL never queries Q at an action outside the dataset. V(s) is fitted by expectile regression to the target
+critics' min_i Q̂_i(s, a) over the dataset's actions, an upper expectile standing in for max_a Q; Q(s, a) is
+fitted to r + γ (1 − terminated) V(s'); the policy is extracted by advantage-weighted regression,
+exp(β (Q̂ − V)) · log π(a|s). Three extensions from seed 002, each a flag and off by default: D2RL skip
+connections (`--d2rl`), an anti-exploration bonus subtracted from the values (`--bonus rnd|cvae`), and quantile
+heads for Q and V (`--distributional`).
+Paper: https://arxiv.org/abs/2110.06169
+"""
+
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import Literal, NamedTuple, Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, train on CUDA when it is available"""
+    capture_video: bool = False
+    """whether to write mp4s of the evaluation episodes to `videos/`"""
+    save_model: bool = False
+    """whether to save a checkpoint (weights + args) to `runs/{run_name}/` (also on interrupt)"""
+    eval_episodes: int = 10
+    """deterministic episodes of the final evaluation (0 skips it; the paper averages 10)"""
+    eval_checkpoint: Optional[str] = None
+    """evaluate this saved checkpoint instead of training"""
+
+    dataset: str = "mujoco/halfcheetah/medium-v0"
+    """a Minari dataset id, or a path to a D4RL-style .hdf5 file"""
+    env_id: Optional[str] = None
+    """the evaluation env; None: the Minari dataset's own env, or, for an hdf5 file, the gymnasium id its D4RL name
+    maps to (halfcheetah → HalfCheetah-v4, hopper → Hopper-v4, walker2d → Walker2d-v4, ant → Ant-v4)"""
+    preset: Literal["locomotion", "antmaze"] = "locomotion"
+    """reward transform of the paper's code: locomotion scales rewards by 1000 / (max − min episode return);
+    antmaze uses r − 1 with expectile 0.9 and β 10"""
+    normalize_states: bool = False
+    """standardise observations with the dataset's mean and std (off in the paper's locomotion runs)"""
+
+    total_timesteps: int = 1_000_000
+    """gradient steps (the paper)"""
+    learning_rate: float = 3e-4
+    """Adam learning rate of Q, V and the actor (the paper)"""
+    batch_size: int = 256
+    """minibatch size (the paper)"""
+    gamma: float = 0.99
+    """discount factor γ (the paper)"""
+    tau: float = 0.005
+    """Polyak rate of the target critics (the paper)"""
+    expectile: Optional[float] = None
+    """expectile τ of the value loss; None: 0.7 (locomotion) or 0.9 (antmaze), the paper's"""
+    beta: Optional[float] = None
+    """inverse temperature β of the advantage weights; None: 3.0 (locomotion) or 10.0 (antmaze), the paper's"""
+    exp_adv_max: float = 100.0
+    """clip of the weights exp(β A) (the paper's code)"""
+    deterministic_actor: bool = False
+    """a deterministic tanh actor with weighted squared error in place of the Gaussian log-likelihood (CORL's option)"""
+
+    d2rl: bool = False
+    """extension 1: D2RL dense skip connections in every MLP (Sinha et al. 2020)"""
+    bonus: Literal["none", "rnd", "cvae"] = "none"
+    """extension 2: anti-exploration bonus b(s, a) subtracted from the values (Rezaeifar et al. 2021)"""
+    bonus_coef: float = 1.0
+    """scale of the bonus, which is itself normalised to mean 1 over the dataset's pairs at the start"""
+    bonus_pretrain_steps: int = 10_000
+    """gradient steps that fit the bonus model to the dataset before IQL starts"""
+    distributional: bool = False
+    """extension 3: quantile heads for Q and V (seed 002's Distributional IQL)"""
+    n_quantiles: int = 32
+    """quantiles per head with `--distributional`"""
+
+
+D4RL_ENV_IDS = {"halfcheetah": "HalfCheetah-v4", "hopper": "Hopper-v4", "walker2d": "Walker2d-v4", "ant": "Ant-v4"}
+# D4RL's reference returns (d4rl/infos.py): random and expert policies, for the normalised score
+D4RL_REF_SCORES = {"halfcheetah": (-280.178953, 12135.0), "hopper": (-20.272305, 3234.3), "walker2d": (1.629008, 4592.3),
+                   "ant": (-325.6, 3879.7), "antmaze": (0.0, 1.0)}  # fmt: skip
+
+
+class Transitions(NamedTuple):
+    obs: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    next_obs: torch.Tensor
+    terminated: torch.Tensor  # 1.0 where the episode terminated (a timeout is not a terminal)
+
+
+class Dataset(NamedTuple):
+    """Numpy transitions plus what the script needs to know about where they came from."""
+
+    obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_obs: np.ndarray
+    terminated: np.ndarray
+    episode_returns: np.ndarray  # the return of every episode in the data
+    env_id: Optional[str]  # an id gymnasium can make, or None
+    ref_scores: Optional[tuple]  # (random, expert) returns for the normalised score, or None
+
+
+def split_episodes(ends: np.ndarray) -> list[slice]:
+    """Steps 0..T−1 as slices of whole episodes, `ends[t]` marking the last step of one; a trailing partial episode
+    is kept as its own episode (its last transition has no true next observation and is dropped by the loader)."""
+    stops = np.flatnonzero(ends) + 1
+    starts = np.concatenate([[0], stops])
+    stops = np.concatenate([stops, [len(ends)]])
+    return [slice(a, b) for a, b in zip(starts, stops) if b > a]
+
+
+def load_hdf5(path: str, env_id: Optional[str]) -> Dataset:
+    """A D4RL-style file: `observations`, `actions`, `rewards`, `terminals`, `timeouts`, optional `next_observations`.
+    An episode ends at a terminal or a timeout. A terminal does not bootstrap; a timeout does, from the next
+    observation, which without `next_observations` is only known inside an episode: the last step of an episode
+    that timed out has no known next observation and is dropped, so no transition crosses an episode boundary."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        data = {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+    missing = {"observations", "actions", "rewards", "terminals", "timeouts"} - set(data)
+    if missing:
+        raise ValueError(f"{path} lacks the D4RL keys {sorted(missing)}")
+    terminals, timeouts = data["terminals"].astype(bool), data["timeouts"].astype(bool)
+    ends = terminals | timeouts
+    ends[-1] = True
+    next_obs = data.get("next_observations")
+    keep = np.ones(len(terminals), dtype=bool)
+    if next_obs is None:
+        next_obs = np.concatenate([data["observations"][1:], data["observations"][-1:]])
+        keep = ~ends | terminals  # a terminal needs no next observation; the other episode ends have none
+    returns = np.array([data["rewards"][s].sum() for s in split_episodes(ends)])
+    name = os.path.basename(path).split("-")[0].split("_")[0].lower()
+    if env_id is None:
+        env_id = D4RL_ENV_IDS.get(name)
+    return Dataset(data["observations"][keep], data["actions"][keep], data["rewards"][keep], next_obs[keep],
+                   terminals[keep], returns, env_id, D4RL_REF_SCORES.get(name))  # fmt: skip
+
+
+def load_minari(dataset_id: str, env_id: Optional[str]) -> Dataset:
+    """A Minari dataset: episodes of T actions and T + 1 observations, so every transition has its true next
+    observation; terminations do not bootstrap, truncations do. Its env is recreated from the dataset itself."""
+    import minari
+
+    try:
+        dataset = minari.load_dataset(dataset_id)
+    except Exception as e:  # minari raises several types for a dataset that is not there
+        raise FileNotFoundError(
+            f"no Minari dataset {dataset_id!r} here ({e}). On a machine with internet: `minari download {dataset_id}`; "
+            f"or build one locally: `python ddpg_td3_sac.py --env-id <env> --save-dataset <id>`"
+        ) from e
+    obs, actions, rewards, next_obs, terminated, returns = [], [], [], [], [], []
+    for episode in dataset.iterate_episodes():
+        obs.append(episode.observations[:-1])
+        next_obs.append(episode.observations[1:])
+        actions.append(episode.actions)
+        rewards.append(episode.rewards)
+        terminated.append(episode.terminations)
+        returns.append(episode.rewards.sum())
+    if env_id is None:
+        env_id = dataset.spec.env_spec.id if dataset.spec.env_spec is not None else None
+    ref = (dataset.spec.ref_min_score, dataset.spec.ref_max_score) if dataset.spec.ref_max_score is not None else None
+    return Dataset(*map(np.concatenate, (obs, actions, rewards, next_obs, terminated)), np.array(returns), env_id, ref)
+
+
+def load_dataset(args: Args) -> Dataset:
+    if args.dataset.endswith((".hdf5", ".h5")):
+        if not os.path.isfile(args.dataset):
+            raise FileNotFoundError(f"no file {args.dataset}; D4RL files cannot be downloaded here: convert one, "
+                                    f"or build a Minari dataset with `python ddpg_td3_sac.py --save-dataset <id>`")  # fmt: skip
+        return load_hdf5(args.dataset, args.env_id)
+    return load_minari(args.dataset, args.env_id)
+
+
+class MLP(nn.Module):
+    """Two 256-unit ReLU layers. With D2RL (Sinha et al. 2020; seed 002) the input x joins every hidden layer's
+    input:  h_1 = ReLU(W_1 x),  h_2 = ReLU(W_2 [h_1, x]),  y = W_3 h_2  (plain: h_2 = ReLU(W_2 h_1))."""
+
+    def __init__(self, in_dim, out_dim, d2rl, hidden=256):
+        super().__init__()
+        self.d2rl = d2rl
+        self.layer1 = nn.Linear(in_dim, hidden)
+        self.layer2 = nn.Linear(hidden + (in_dim if d2rl else 0), hidden)
+        self.out = nn.Linear(hidden, out_dim)
+
+    def forward(self, x):
+        h = F.relu(self.layer1(x))
+        h = F.relu(self.layer2(torch.cat([h, x], -1) if self.d2rl else h))
+        return self.out(h)
+
+
+class Critic(nn.Module):
+    """Twin Q(s, a) and V(s), each one value or, with `--distributional`, n_quantiles values at the fractions
+    τ̂_i = (2i − 1) / 2N (QR-DQN's)."""
+
+    def __init__(self, obs_dim, action_dim, args: Args):
+        super().__init__()
+        n_out = args.n_quantiles if args.distributional else 1
+        self.q1, self.q2 = (MLP(obs_dim + action_dim, n_out, args.d2rl) for _ in range(2))
+        self.v = MLP(obs_dim, n_out, args.d2rl)
+
+    def qs(self, obs, actions):
+        """Both critics: [2, B, n_out]."""
+        x = torch.cat([obs, actions], -1)
+        return torch.stack([self.q1(x), self.q2(x)])
+
+    def value(self, obs):
+        return self.v(obs)
+
+
+class Actor(nn.Module):
+    """π(a|s) = N(tanh(μ(s)), exp(log σ)²) with a state-independent log σ (the paper's code), in actions normalised to
+    [−1, 1]; or, `--deterministic-actor`, a(s) = tanh(μ(s)). The evaluation action is tanh(μ(s)) either way."""
+
+    def __init__(self, obs_dim, action_dim, args: Args):
+        super().__init__()
+        self.mean = MLP(obs_dim, action_dim, args.d2rl)
+        self.log_std = None if args.deterministic_actor else nn.Parameter(torch.zeros(action_dim))
+
+    def forward(self, obs):
+        return torch.tanh(self.mean(obs))
+
+    def log_prob(self, obs, actions):
+        std = self.log_std.clamp(-5.0, 2.0).exp()
+        return torch.distributions.Normal(self(obs), std).log_prob(actions).sum(-1)
+
+
+def expectile_loss(diff, expectile):
+    """L_2^τ(u) = |τ − 1{u < 0}| u², averaged (the paper's Eq. 5; seed 002). Its minimiser over a constant v of
+    mean L_2^τ(y − v) is the τ-expectile of y: τ = 0.5 gives the mean, τ → 1 approaches the maximum."""
+    weight = torch.where(diff < 0, 1 - expectile, expectile)
+    return (weight * diff**2).mean()
+
+
+def quantile_huber_loss(quantiles, target_quantiles, taus, kappa=1.0):
+    """QR-DQN's loss (as in qrdqn_atari.py). With u_ij = target_j − θ_i: mean over the batch of
+    Σ_i mean_j |τ_i − 1{u_ij < 0}| · H_κ(u_ij) / κ. quantiles [B, N], target_quantiles [B, N'], taus [N]."""
+    u = target_quantiles[:, None, :] - quantiles[:, :, None]
+    loss = torch.where(u.abs() <= kappa, 0.5 * u**2, kappa * (u.abs() - 0.5 * kappa)) / kappa
+    weight = (taus[..., :, None] - (u.detach() < 0).float()).abs()
+    return (weight * loss).mean(2).sum(1).mean()
+
+
+class Bonus(nn.Module):
+    """Anti-exploration bonus b(s, a) ≥ 0, large where (s, a) is unlike the dataset (Rezaeifar et al. 2021; seed 002).
+    rnd:  b = ‖f(s, a) − f̄(s, a)‖², f̄ a fixed random network and f a predictor trained on the dataset's pairs.
+    cvae: b = ‖a − D(s, z = E_μ(s, a))‖², the reconstruction error of a conditional VAE of a given s, trained with
+          the ELBO ‖a − D(s, z)‖² + ½ KL(N(μ, σ²) ‖ N(0, I)), z = μ + σ ε.
+    `scale` normalises b to mean 1 over the dataset at the end of pretraining, so `--bonus-coef` is in those units."""
+
+    def __init__(self, kind, obs_dim, action_dim, latent=16):
+        super().__init__()
+        self.kind = kind
+        self.register_buffer("scale", torch.ones(()))
+        if kind == "rnd":
+            self.target = MLP(obs_dim + action_dim, 64, d2rl=False).requires_grad_(False)
+            self.predictor = MLP(obs_dim + action_dim, 64, d2rl=False)
+        else:
+            self.encoder = MLP(obs_dim + action_dim, 2 * latent, d2rl=False)
+            self.decoder = MLP(obs_dim + latent, action_dim, d2rl=False)
+
+    def loss_and_bonus(self, obs, actions):
+        """The model's training loss and the unscaled bonus per pair."""
+        x = torch.cat([obs, actions], -1)
+        if self.kind == "rnd":
+            error = ((self.predictor(x) - self.target(x)) ** 2).sum(-1)
+            return error.mean(), error
+        mu, log_std = self.encoder(x).chunk(2, -1)
+        log_std = log_std.clamp(-4, 2)
+        z = mu + log_std.exp() * torch.randn_like(mu)
+        elbo = ((self.decoder(torch.cat([obs, z], -1)) - actions) ** 2).sum(-1)
+        kl = 0.5 * (mu**2 + (2 * log_std).exp() - 2 * log_std - 1).sum(-1)
+        error = ((self.decoder(torch.cat([obs, mu], -1)) - actions) ** 2).sum(-1)
+        return (elbo + 0.5 * kl).mean(), error
+
+    def forward(self, obs, actions):
+        with torch.no_grad():
+            return self.loss_and_bonus(obs, actions)[1] / self.scale
+
+
+def tau_hats(n, device):
+    """τ̂_i = (2i − 1) / 2N, i = 1..N."""
+    return (torch.arange(n, device=device) + 0.5) / n
+
+
+def value_loss(args: Args, critic, critic_target, bonus, data: Transitions):
+    """L_V = E[L_2^τ(min_i Q̂_i(s, a) − b(s, a) − V(s))] (the paper's Eq. 5; − b with `--bonus`). Distributional:
+    the expectile loss over every pair (Q̂_j, V_k) of target and value quantiles (seed 002's mean_loss)."""
+    with torch.no_grad():
+        q_hat = critic_target.qs(data.obs, data.actions).min(0).values  # [B, n_out]
+        if bonus is not None:
+            q_hat = q_hat - args.bonus_coef * bonus(data.obs, data.actions)[:, None]
+    v = critic.value(data.obs)
+    return expectile_loss(q_hat[:, :, None] - v[:, None, :], args.expectile), v
+
+
+def q_loss(args: Args, critic, actor, bonus, data: Transitions):
+    """L_Q = E[(r + γ (1 − terminated) V(s') − Q_i(s, a))²] for both critics (the paper's Eq. 6). With `--bonus`, the
+    next state's value is V(s') − b(s', π(s')), π(s') the actor's mean action: seed 002 subtracts b(s', a') at the
+    policy's next action; keeping IQL's V(s') rather than its Q(s', a') keeps Q from querying unseen actions.
+    Distributional: quantile Huber loss of each Q_i onto the targets r + γ (1 − terminated) V_k(s'), k = 1..N."""
+    with torch.no_grad():
+        next_v = critic.value(data.next_obs)  # [B, n_out]
+        if bonus is not None:
+            next_v = next_v - args.bonus_coef * bonus(data.next_obs, actor(data.next_obs))[:, None]
+        target = data.rewards[:, None] + args.gamma * (1 - data.terminated[:, None]) * next_v
+    qs = critic.qs(data.obs, data.actions)  # [2, B, n_out]
+    if args.distributional:
+        taus = tau_hats(args.n_quantiles, qs.device)
+        return sum(quantile_huber_loss(q, target, taus) for q in qs)
+    return sum(F.mse_loss(q, target) for q in qs)
+
+
+def actor_loss(args: Args, actor, critic_target, critic, bonus, data: Transitions):
+    """AWR: L_π = −E[min(exp(β A), 100) · log π(a|s)], A = min_i Q̂_i(s, a) − b(s, a) − V(s) (the paper's Eq. 7;
+    − b with `--bonus`, written exp(β((Q̂ − b) − V)); seed 002's slide misplaces a parenthesis). Distributional
+    heads enter through their means. The deterministic actor uses weight · ‖π(s) − a‖² in place of −log π."""
+    with torch.no_grad():
+        q_hat = critic_target.qs(data.obs, data.actions).min(0).values.mean(-1)
+        if bonus is not None:
+            q_hat = q_hat - args.bonus_coef * bonus(data.obs, data.actions)
+        advantage = q_hat - critic.value(data.obs).mean(-1)
+        weight = torch.exp(args.beta * advantage).clamp(max=args.exp_adv_max)
+    if args.deterministic_actor:
+        return (weight * ((actor(data.obs) - data.actions) ** 2).sum(-1)).mean()
+    return -(weight * actor.log_prob(data.obs, data.actions)).mean()
+
+
+def evaluate(actor, args: Args, env_id, norm, action_scale, device, video_dir=None) -> list[float]:
+    """The first episode of each of `eval_episodes` parallel envs with the mean action."""
+    envs = gym.make_vec(env_id, args.eval_episodes, vectorization_mode="sync", render_mode="rgb_array" if video_dir else None,
+                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})  # fmt: skip
+    obs, _ = envs.reset(seed=args.seed + 10_000)
+    returns, finished = np.zeros(args.eval_episodes), np.zeros(args.eval_episodes, dtype=bool)
+    writers = []
+    if video_dir:
+        import imageio
+
+        os.makedirs(video_dir, exist_ok=True)
+        writers = [imageio.get_writer(f"{video_dir}/eval-episode-{i}.mp4", fps=30, macro_block_size=2) for i in range(args.eval_episodes)]
+    mean, std = norm
+    scale, bias = action_scale
+    while not finished.all():
+        if writers:
+            frames = envs.render()
+            for i in np.flatnonzero(~finished):
+                writers[i].append_data(frames[i])
+        with torch.no_grad():
+            actions = actor((torch.as_tensor(obs, device=device, dtype=torch.float32) - mean) / std) * scale + bias
+        obs, rewards, terminations, truncations, _ = envs.step(actions.cpu().numpy())
+        returns += rewards * ~finished
+        finished |= terminations | truncations
+    for w in writers:
+        w.close()
+    envs.close()
+    return returns.tolist()
+
+
+def save_checkpoint(path, actor, critic, norm, action_scale, env_id, args: Args):
+    """Weights, normalisers, the eval env id and args, written atomically."""
+    extras = {"obs_mean": norm[0], "obs_std": norm[1], "action_scale": action_scale[0], "action_bias": action_scale[1]}
+    checkpoint = {"actor": actor.state_dict(), "critic": critic.state_dict(), "env_id": env_id, "args": asdict(args), **extras}
+    torch.save(checkpoint, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def load_checkpoint(path, device):
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    args = Args(**ckpt["args"])
+    actor = Actor(ckpt["obs_mean"].shape[-1], ckpt["action_scale"].shape[-1], args).to(device)
+    actor.load_state_dict(ckpt["actor"])
+    return actor, args, ckpt["env_id"], (ckpt["obs_mean"], ckpt["obs_std"]), (ckpt["action_scale"], ckpt["action_bias"])
+
+
+def main(args: Args) -> None:
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if args.eval_checkpoint:
+        if not os.path.isfile(args.eval_checkpoint):
+            raise SystemExit(f"error: no checkpoint at {args.eval_checkpoint}")
+        actor, ckpt_args, env_id, norm, action_scale = load_checkpoint(args.eval_checkpoint, device)
+        ckpt_args.eval_episodes, ckpt_args.seed = args.eval_episodes, args.seed
+        returns = evaluate(actor, ckpt_args, env_id, norm, action_scale, device, "videos/eval" if args.capture_video else None)
+        print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes: {returns}")
+        return
+    antmaze = args.preset == "antmaze"
+    args.expectile = args.expectile if args.expectile is not None else (0.9 if antmaze else 0.7)
+    args.beta = args.beta if args.beta is not None else (10.0 if antmaze else 3.0)
+    try:
+        data = load_dataset(args)
+        if data.env_id is None:
+            raise ValueError(f"cannot tell which env {args.dataset} comes from; pass --env-id")
+        spec = gym.spec(data.env_id)
+        eval_env = gym.make(spec)
+        action_space = eval_env.action_space
+        eval_env.close()
+    except (FileNotFoundError, ValueError, gym.error.Error) as e:
+        raise SystemExit(f"error: {e}")
+    if not isinstance(action_space, gym.spaces.Box):
+        raise SystemExit(f"error: {data.env_id} has action space {action_space}; IQL here needs a Box action space")
+    if data.obs.shape[1:] != eval_env.observation_space.shape or data.actions.shape[1:] != action_space.shape:
+        raise SystemExit(f"error: the dataset's observations {data.obs.shape[1:]} / actions {data.actions.shape[1:]} do not "
+                         f"match {data.env_id}'s {eval_env.observation_space.shape} / {action_space.shape}")  # fmt: skip
+    run_name = f"{data.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+
+    # the paper's reward transforms
+    rewards = data.rewards.astype(np.float32)
+    if antmaze:
+        rewards = rewards - 1.0
+    else:
+        spread = data.episode_returns.max() - data.episode_returns.min()
+        rewards = rewards * (1000.0 / spread if spread > 0 else 1.0)
+    obs_mean = data.obs.mean(0) if args.normalize_states else np.zeros(data.obs.shape[1])
+    obs_std = data.obs.std(0) + 1e-3 if args.normalize_states else np.ones(data.obs.shape[1])
+    action_scale = torch.as_tensor((action_space.high - action_space.low) / 2, dtype=torch.float32, device=device)
+    action_bias = torch.as_tensor((action_space.high + action_space.low) / 2, dtype=torch.float32, device=device)
+    as_tensor = lambda x: torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)  # noqa: E731
+    norm = (as_tensor(obs_mean), as_tensor(obs_std))
+    # the whole dataset lives on the device; actions normalised to [−1, 1] (a tanh policy's range)
+    dataset = Transitions(
+        obs=(as_tensor(data.obs) - norm[0]) / norm[1],
+        actions=((as_tensor(data.actions) - action_bias) / action_scale).clamp(-1 + 1e-5, 1 - 1e-5),
+        rewards=as_tensor(rewards),
+        next_obs=(as_tensor(data.next_obs) - norm[0]) / norm[1],
+        terminated=as_tensor(data.terminated),
+    )
+    n = len(dataset.obs)
+    print(f"dataset {args.dataset}: {n} transitions, {len(data.episode_returns)} episodes, mean return "
+          f"{data.episode_returns.mean():.1f}; eval env {data.env_id}; on {device}")  # fmt: skip
+
+    obs_dim, action_dim = dataset.obs.shape[1], dataset.actions.shape[1]
+    critic = Critic(obs_dim, action_dim, args).to(device)
+    critic_target = Critic(obs_dim, action_dim, args).to(device)
+    critic_target.load_state_dict(critic.state_dict())
+    actor = Actor(obs_dim, action_dim, args).to(device)
+    q_optimizer = torch.optim.Adam([*critic.q1.parameters(), *critic.q2.parameters()], lr=args.learning_rate)
+    v_optimizer = torch.optim.Adam(critic.v.parameters(), lr=args.learning_rate)
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate)
+    actor_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(actor_optimizer, args.total_timesteps)  # the paper's code
+
+    def sample():
+        idx = torch.randint(n, (args.batch_size,), device=device)
+        return Transitions(*(x[idx] for x in dataset))
+
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
+    model_path = f"runs/{run_name}/{args.exp_name}.pt"
+
+    bonus = None
+    if args.bonus != "none":  # fit the bonus model to the dataset's (s, a) first; it stays fixed during IQL
+        bonus = Bonus(args.bonus, obs_dim, action_dim).to(device)
+        bonus_optimizer = torch.optim.Adam(bonus.parameters(), lr=1e-3)
+        for step in range(args.bonus_pretrain_steps):
+            batch = sample()
+            loss = bonus.loss_and_bonus(batch.obs, batch.actions)[0]
+            bonus_optimizer.zero_grad()
+            loss.backward()
+            bonus_optimizer.step()
+        bonus.scale.fill_(torch.cat([bonus(dataset.obs[i : i + 65536], dataset.actions[i : i + 65536]) for i in range(0, n, 65536)]).mean())
+        print(f"bonus {args.bonus}: fitted in {args.bonus_pretrain_steps} steps, mean dataset bonus {bonus.scale.item():.4g} (→ 1)")
+
+    start_time = last_print = time.time()
+    step, last_print_step, interrupted = 0, 0, False
+    try:
+        while step < args.total_timesteps:
+            batch = sample()
+            v_loss, v = value_loss(args, critic, critic_target, bonus, batch)
+            v_optimizer.zero_grad()
+            v_loss.backward()
+            v_optimizer.step()
+
+            loss_q = q_loss(args, critic, actor, bonus, batch)
+            q_optimizer.zero_grad()
+            loss_q.backward()
+            q_optimizer.step()
+            with torch.no_grad():  # only the Q targets are averaged
+                for target_param, param in zip(critic_target.parameters(), critic.parameters()):
+                    target_param.lerp_(param, args.tau)
+
+            policy_loss = actor_loss(args, actor, critic_target, critic, bonus, batch)
+            actor_optimizer.zero_grad()
+            policy_loss.backward()
+            actor_optimizer.step()
+            actor_schedule.step()
+            step += 1
+
+            if step % 1000 == 0:
+                writer.add_scalar("losses/value_loss", v_loss, step)
+                writer.add_scalar("losses/q_loss", loss_q, step)
+                writer.add_scalar("losses/actor_loss", policy_loss, step)
+                writer.add_scalar("losses/v_values", v.mean(), step)
+            if time.time() - last_print > 5 or step >= args.total_timesteps:
+                sps = (step - last_print_step) / (time.time() - last_print)
+                print(f"step {step}/{args.total_timesteps}  {sps:.0f} gradient steps/s  "
+                      f"ETA {(args.total_timesteps - step) / max(sps, 1e-9) / 60:.1f} min", flush=True)  # fmt: skip
+                writer.add_scalar("charts/SPS", sps, step)
+                last_print, last_print_step = time.time(), step
+    except KeyboardInterrupt:
+        print(f"interrupted at step {step}")
+        interrupted = True
+    finally:
+        if args.save_model:
+            save_checkpoint(model_path, actor, critic, norm, (action_scale, action_bias), data.env_id, args)
+            print(f"model saved to {model_path}")
+        writer.flush()
+
+    if args.eval_episodes > 0 and not interrupted:
+        returns = evaluate(actor, args, data.env_id, norm, (action_scale, action_bias), device,
+                           f"videos/{run_name}" if args.capture_video else None)  # fmt: skip
+        for i, episodic_return in enumerate(returns):
+            writer.add_scalar("eval/episodic_return", episodic_return, i)
+        message = f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes (dataset mean {data.episode_returns.mean():.1f})"
+        if data.ref_scores is not None:
+            low, high = data.ref_scores
+            scores = [100 * (r - low) / (high - low) for r in returns]
+            for i, score in enumerate(scores):
+                writer.add_scalar("eval/normalized_score", score, i)
+            message += f", normalized score {np.mean(scores):.1f}"
+        else:
+            message += "; no reference scores for this dataset, so no normalized score"
+        print(message)
+    print(f"total time {time.time() - start_time:.0f} s, {step} gradient steps")
+    writer.close()
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
