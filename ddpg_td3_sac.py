@@ -316,8 +316,12 @@ class EpisodeRecorder:
     its terminated/truncated flags, to be written as a Minari dataset (which can recreate the env from its id)."""
 
     def __init__(self, num_envs, first_obs):
-        self.current = [{"observations": [o], "actions": [], "rewards": [], "terminations": [], "truncations": []} for o in first_obs]
+        self.current = [self.new_episode(o) for o in first_obs]
         self.episodes = []
+
+    @staticmethod
+    def new_episode(first_obs):
+        return {"observations": [first_obs], "actions": [], "rewards": [], "terminations": [], "truncations": []}
 
     def add(self, actions, rewards, terminations, truncations, real_next_obs, next_obs):
         for i, episode in enumerate(self.current):
@@ -328,7 +332,7 @@ class EpisodeRecorder:
             episode["truncations"].append(truncations[i])
             if terminations[i] or truncations[i]:
                 self.episodes.append(episode)
-                self.current[i] = {"observations": [next_obs[i]], "actions": [], "rewards": [], "terminations": [], "truncations": []}
+                self.current[i] = self.new_episode(next_obs[i])
 
     def write(self, dataset_id, env_id, algo):
         """Only finished episodes are written; one still running when training stops is dropped."""

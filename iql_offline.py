@@ -173,7 +173,8 @@ def load_minari(dataset_id: str, env_id: Optional[str]) -> Dataset:
         returns.append(episode.rewards.sum())
     if env_id is None:
         env_id = dataset.spec.env_spec.id if dataset.spec.env_spec is not None else None
-    ref = (dataset.spec.ref_min_score, dataset.spec.ref_max_score) if dataset.spec.ref_max_score is not None else None
+    low, high = (dataset.storage.metadata.get(k) for k in ("ref_min_score", "ref_max_score"))
+    ref = (low, high) if low is not None and high is not None else None
     return Dataset(*map(np.concatenate, (obs, actions, rewards, next_obs, terminated)), np.array(returns), env_id, ref)
 
 
@@ -242,8 +243,7 @@ class Actor(nn.Module):
 def expectile_loss(diff, expectile):
     """L_2^τ(u) = |τ − 1{u < 0}| u², averaged (the paper's Eq. 5; seed 002). Its minimiser over a constant v of
     mean L_2^τ(y − v) is the τ-expectile of y: τ = 0.5 gives the mean, τ → 1 approaches the maximum."""
-    weight = torch.where(diff < 0, 1 - expectile, expectile)
-    return (weight * diff**2).mean()
+    return ((expectile - (diff < 0).to(diff.dtype)).abs() * diff**2).mean()
 
 
 def quantile_huber_loss(quantiles, target_quantiles, taus, kappa=1.0):
@@ -502,7 +502,7 @@ def main(args: Args) -> None:
             actor_schedule.step()
             step += 1
 
-            if step % 1000 == 0:
+            if step % 100 == 0:
                 writer.add_scalar("losses/value_loss", v_loss, step)
                 writer.add_scalar("losses/q_loss", loss_q, step)
                 writer.add_scalar("losses/actor_loss", policy_loss, step)

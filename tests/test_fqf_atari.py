@@ -179,7 +179,8 @@ def test_learns_cartpole(tmp_path):
     returns = eval_returns(tmp_path)
     assert len(returns) == 10 and np.mean(returns) >= 300, returns
     entropy = [v for _, v in read_scalars(only_run_dir(tmp_path))["losses/fraction_entropy"]]
-    print(f"eval mean {np.mean(returns):.1f}; fraction entropy: first {entropy[0]:.3f}, min {min(entropy):.3f}, last {entropy[-1]:.3f} (max log 32 = {math.log(32):.3f})")
+    print(f"eval mean {np.mean(returns):.1f}; fraction entropy: first {entropy[0]:.3f}, min {min(entropy):.3f}, "
+          f"last {entropy[-1]:.3f} (max log 32 = {math.log(32):.3f})")
     # the learned quantile function must rise from its lowest to its highest proposed fraction
     q_network, states = greedy_visited_states(fqf, tmp_path)
     with torch.no_grad():

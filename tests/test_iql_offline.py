@@ -1,0 +1,230 @@
+"""Tests of iql_offline.py: the expectile loss from its definition and its minimiser, the D4RL-style hdf5 and the
+Minari loaders, D2RL, the bonus models, every flag combination, bad input, and learning from a mixed-quality
+Pendulum dataset against the dataset's mean and behaviour cloning."""
+
+import itertools
+import os
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from conftest import eval_returns, only_run_dir, read_scalars, run_script
+
+import iql_offline as iql
+
+
+def test_expectile_loss_matches_the_definition():
+    g = torch.Generator().manual_seed(0)
+    diff = torch.randn(1000, generator=g, dtype=torch.float64)
+    for tau in [0.1, 0.5, 0.7, 0.9]:
+        expected = np.mean([abs(tau - (d < 0)) * d**2 for d in diff.tolist()])
+        assert iql.expectile_loss(diff, tau).item() == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("tau", [0.5, 0.7, 0.9, 0.99])
+def test_expectile_loss_minimiser_is_the_expectile(tau):
+    """The τ-expectile e of y solves τ E[(y − e)+] = (1 − τ) E[(e − y)+]; gradient descent on v must land on it."""
+    y = torch.distributions.Gamma(2.0, 1.0).sample((20_000,)).double()  # skewed, so expectiles differ from quantiles
+    low, high = y.min().item(), y.max().item()
+    for _ in range(100):  # bisection on the first-order condition gives the expectile independently
+        e = (low + high) / 2
+        if tau * (y - e).clamp(min=0).mean() > (1 - tau) * (e - y).clamp(min=0).mean():
+            low = e
+        else:
+            high = e
+    v = torch.tensor(0.0, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.Adam([v], lr=0.05)
+    for _ in range(3000):
+        optimizer.zero_grad()
+        iql.expectile_loss(y - v, tau).backward()
+        optimizer.step()
+    assert v.item() == pytest.approx(e, abs=1e-2)
+    if tau == 0.5:
+        assert e == pytest.approx(y.mean().item(), abs=1e-6)
+    assert tau < 0.6 or e > y.mean().item() + 0.3  # upper expectiles lie above the mean
+
+
+def write_hdf5(path, with_next_obs):
+    """Two episodes: one ends by termination at step 3, one by timeout at step 7; then 2 steps of an unfinished one.
+    Observation t is [t, t], so every next observation can be checked by value."""
+    import h5py
+
+    obs = np.repeat(np.arange(10, dtype=np.float32)[:, None], 3, 1)
+    terminals = np.zeros(10, dtype=bool)
+    timeouts = np.zeros(10, dtype=bool)
+    terminals[3], timeouts[7] = True, True
+    with h5py.File(path, "w") as f:
+        f["observations"] = obs
+        f["actions"] = np.full((10, 1), 0.5, dtype=np.float32)
+        f["rewards"] = np.arange(10, dtype=np.float32)
+        f["terminals"], f["timeouts"] = terminals, timeouts
+        if with_next_obs:
+            f["next_observations"] = obs + 100  # a distinct marker: the loader must use these
+    return obs
+
+
+def test_hdf5_loader_without_next_observations(tmp_path):
+    write_hdf5(tmp_path / "pendulum-test.hdf5", with_next_obs=False)
+    data = iql.load_hdf5(str(tmp_path / "pendulum-test.hdf5"), "Pendulum-v1")
+    # steps 0-3 (3 terminates, needs no next obs), 4-6 (7 timed out: its next obs is unknown), 8 (9 is the file's end)
+    assert data.obs[:, 0].tolist() == [0, 1, 2, 3, 4, 5, 6, 8]
+    assert data.next_obs[:, 0].tolist()[:3] == [1, 2, 3] and data.next_obs[4:7, 0].tolist() == [5, 6, 7]
+    assert data.next_obs[7, 0] == 9
+    assert data.terminated.tolist() == [0, 0, 0, 1, 0, 0, 0, 0]  # a timeout is not a terminal
+    assert data.episode_returns.tolist() == [0 + 1 + 2 + 3, 4 + 5 + 6 + 7, 8 + 9]
+    assert data.env_id == "Pendulum-v1" and data.ref_scores is None
+
+
+def test_hdf5_loader_with_next_observations_keeps_the_timeout_step(tmp_path):
+    write_hdf5(tmp_path / "halfcheetah-medium-v2.hdf5", with_next_obs=True)
+    data = iql.load_hdf5(str(tmp_path / "halfcheetah-medium-v2.hdf5"), None)
+    assert len(data.obs) == 10 and (data.next_obs == data.obs + 100).all()
+    assert data.terminated.tolist() == [0, 0, 0, 1, 0, 0, 0, 0, 0, 0]
+    # a D4RL name maps to its gymnasium env and reference scores
+    assert data.env_id == "HalfCheetah-v4" and data.ref_scores == (-280.178953, 12135.0)
+
+
+def controller(obs):
+    """A decent hand-written Pendulum controller: PD near the top, energy pumping elsewhere (about −130 a game)."""
+    cos, sin, dot = obs[:, 0], obs[:, 1], obs[:, 2]
+    energy = 0.5 * dot**2 / 3 + 5 * (cos - 1)  # 0 upright at rest (m = l = 1, g = 10)
+    pd = np.clip(-(10 * np.arctan2(sin, cos) + 2 * dot), -2, 2)
+    return np.where(cos > 0.85, pd, 2.0 * np.sign(dot) * (energy < 0))[:, None].astype(np.float32)
+
+
+def collect(policy, episodes, seed):
+    """Whole Pendulum episodes (200 steps, truncated) as Minari EpisodeBuffers and their returns."""
+    from minari.data_collector import EpisodeBuffer
+
+    envs = gym.make_vec("Pendulum-v1", episodes, vectorization_mode="sync")
+    rng = np.random.default_rng(seed)
+    obs, _ = envs.reset(seed=seed)
+    observations, actions, rewards = [obs], [], []
+    for _ in range(200):
+        a = policy(obs, rng)
+        obs, r, *_ = envs.step(a)  # default next-step autoreset: the truncating step returns the true last obs
+        observations.append(obs)
+        actions.append(a)
+        rewards.append(r)
+    envs.close()
+    observations, actions, rewards = np.stack(observations, 1), np.stack(actions, 1), np.stack(rewards, 1)
+    buffers = [EpisodeBuffer(observations=observations[i], actions=actions[i], rewards=list(rewards[i]),
+                             terminations=[False] * 200, truncations=[False] * 199 + [True]) for i in range(episodes)]  # fmt: skip
+    return buffers, rewards.sum(1)
+
+
+POLICIES = {
+    "controller": lambda obs, rng: controller(obs),
+    "noisy": lambda obs, rng: np.clip(controller(obs) + 1.5 * rng.normal(size=(len(obs), 1)), -2, 2).astype(np.float32),
+    "random": lambda obs, rng: rng.uniform(-2, 2, (len(obs), 1)).astype(np.float32),
+}
+
+
+@pytest.fixture(scope="module")
+def pendulum_dataset(tmp_path_factory):
+    """A mixed-quality Minari dataset: 10 episodes each of the controller, a noisy copy and random actions."""
+    import minari
+
+    root = tmp_path_factory.mktemp("minari")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    buffers, returns = [], []
+    for k, policy in enumerate(POLICIES.values()):
+        b, r = collect(policy, 10, seed=k)
+        buffers += b
+        returns += list(r)
+    minari.create_dataset_from_buffers("pendulum/mixed-v0", buffers, env="Pendulum-v1", algorithm_name="test mixture")
+    return root, float(np.mean(returns))
+
+
+def test_minari_loader(pendulum_dataset):
+    data = iql.load_minari("pendulum/mixed-v0", None)
+    assert len(data.obs) == 30 * 200 and data.terminated.sum() == 0  # truncations bootstrap
+    assert np.allclose(data.obs[1:200], data.next_obs[:199])  # next observations within an episode
+    assert not np.allclose(data.next_obs[199], data.obs[200])  # the episode's true last obs, not the next episode's first
+    assert data.env_id == "Pendulum-v1" and len(data.episode_returns) == 30
+
+
+def test_d2rl_feeds_the_input_to_every_hidden_layer():
+    net = iql.MLP(5, 1, d2rl=True)
+    assert net.layer2.in_features == 256 + 5 and iql.MLP(5, 1, d2rl=False).layer2.in_features == 256
+    x = torch.randn(4, 5)
+    h1 = torch.relu(net.layer1(x))
+    expected = net.out(torch.relu(net.layer2(torch.cat([h1, x], -1))))
+    assert torch.allclose(net(x), expected)
+
+
+@pytest.mark.parametrize("kind", ["rnd", "cvae"])
+def test_bonus_is_larger_off_the_data(kind):
+    """Fitted to (s, a) pairs whose action is a fixed function of s, the bonus rises for actions off that function."""
+    torch.manual_seed(0)
+    bonus = iql.Bonus(kind, 3, 1)
+    optimizer = torch.optim.Adam(bonus.parameters(), lr=1e-3)
+    for _ in range(1500):
+        s = torch.randn(256, 3)
+        loss = bonus.loss_and_bonus(s, torch.tanh(s[:, :1]))[0]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    s = torch.randn(2000, 3)
+    on, off = bonus(s, torch.tanh(s[:, :1])), bonus(s, -torch.tanh(s[:, :1]))
+    assert (on >= 0).all() and off.mean() > 3 * on.mean(), (on.mean(), off.mean())
+
+
+def test_missing_dataset_says_how_to_get_it(tmp_path):
+    out = run_script("iql_offline.py", "--dataset", "mujoco/nothing/here-v0", cwd=tmp_path)
+    assert out.returncode == 1 and "minari download" in out.stderr and "--save-dataset" in out.stderr
+    out = run_script("iql_offline.py", "--dataset", str(tmp_path / "missing.hdf5"), cwd=tmp_path)
+    assert out.returncode == 1 and "no file" in out.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+FLAGS = [[], ["--d2rl"], ["--bonus", "rnd"], ["--bonus", "cvae"], ["--distributional"]]
+
+
+COMBOS = [c for c in itertools.product(["--d2rl", None], ["rnd", "cvae", None], ["--distributional", None]) if any(c)]
+
+
+@pytest.mark.parametrize("combo", [(), ("--deterministic-actor",), *COMBOS])
+def test_smoke_every_flag_combination(pendulum_dataset, tmp_path, combo):
+    flags = []
+    for f in combo:
+        if f in ("rnd", "cvae"):
+            flags += ["--bonus", f]
+        elif f:
+            flags.append(f)
+    env = {"MINARI_DATASETS_PATH": str(pendulum_dataset[0])}
+    os.environ.update(env)
+    out = run_script("iql_offline.py", "--dataset", "pendulum/mixed-v0", "--total-timesteps", 300, "--bonus-pretrain-steps", 50,
+                     "--eval-episodes", 1, "--save-model", *flags, cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "300 gradient steps" in out.stdout
+    scalars = read_scalars(only_run_dir(tmp_path))
+    for tag in ["losses/value_loss", "losses/q_loss", "losses/actor_loss", "eval/episodic_return"]:
+        assert tag in scalars, tag
+    assert "no normalized score" in out.stdout  # Pendulum has no reference scores
+
+
+# measured at 8k steps: IQL −215, distributional −226, BC −566, dataset mean −602
+LEARN = ["--dataset", "pendulum/mixed-v0", "--total-timesteps", 8000, "--normalize-states", "--eval-episodes", 10,
+         "--bonus-pretrain-steps", 2000]
+
+
+@pytest.mark.slow
+def test_learns_from_a_mixed_dataset(pendulum_dataset, tmp_path):
+    """IQL, and IQL with each extension, must clearly beat the dataset's mean return and behaviour cloning (β = 0:
+    every weight is 1, so the actor loss is plain log-likelihood)."""
+    os.environ["MINARI_DATASETS_PATH"] = str(pendulum_dataset[0])
+    dataset_mean = pendulum_dataset[1]
+    results = {}
+    for name, flags in [("bc", ["--beta", 0.0]), ("iql", []), ("d2rl", ["--d2rl"]), ("rnd", ["--bonus", "rnd"]),
+                        ("cvae", ["--bonus", "cvae"]), ("distributional", ["--distributional"])]:  # fmt: skip
+        cwd = tmp_path / name
+        cwd.mkdir()
+        out = run_script("iql_offline.py", *LEARN, *flags, cwd=cwd)
+        assert out.returncode == 0, out.stderr
+        results[name] = float(np.mean(eval_returns(cwd)))
+    print(f"dataset mean {dataset_mean:.1f}; " + ", ".join(f"{k} {v:.1f}" for k, v in results.items()))
+    assert results["iql"] > results["bc"] + 100 and results["iql"] > dataset_mean + 200, results
+    for name in ["d2rl", "rnd", "cvae", "distributional"]:
+        assert results[name] > dataset_mean + 150, (name, results)
