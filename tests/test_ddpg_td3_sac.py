@@ -3,7 +3,6 @@ tanh-Gaussian log-density, exact truncation handling in the replay, bad input, t
 learning on Pendulum for each algorithm."""
 
 import math
-import os
 
 import numpy as np
 import pytest
@@ -173,10 +172,10 @@ def test_smoke_hopper(tmp_path, algo):
     assert out.returncode == 0 and "eval: mean return" in out.stdout, out.stderr
 
 
-def test_save_dataset_round_trip(tmp_path):
+def test_save_dataset_round_trip(tmp_path, monkeypatch):
     """Hopper falls over under random actions, so episodes end by termination; every finished episode, its step
     count and its flags come back from minari.load_dataset, and the dataset recreates the env."""
-    os.environ["MINARI_DATASETS_PATH"] = str(tmp_path / "minari")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     out = run_script("ddpg_td3_sac.py", "--algo", "td3", "--env-id", "Hopper-v5", "--total-timesteps", 500, "--learning-starts", 400,
                      "--eval-episodes", 0, "--save-dataset", "hopper/test-v0", cwd=tmp_path)  # fmt: skip
     assert out.returncode == 0, out.stderr
