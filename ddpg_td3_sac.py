@@ -199,6 +199,10 @@ class Actor(nn.Module):
         """The deterministic action."""
         return self.action_scale * torch.tanh(self.mean(self.trunk(obs))) + self.action_bias
 
+    def clip(self, actions):
+        """Clip actions to the env's bounds, bias ± scale."""
+        return actions.clamp(self.action_bias - self.action_scale, self.action_bias + self.action_scale)
+
     def sample(self, obs):
         """SAC: a = scale · tanh(u) + bias, u ~ N(μ(s), σ(s)²), reparameterised, with its log-density by the change of
         variables (the SAC paper's Appendix C):  log π(a|s) = Σ_k [log N(u_k; μ_k, σ_k) − log(scale_k (1 − tanh² u_k))]."""
@@ -221,8 +225,7 @@ def explore(args: Args, actor, obs):
         if args.algo == "sac":
             return actor.sample(obs)[0]
         noise = torch.randn_like(actor.action_bias.expand(len(obs), -1)) * args.exploration_noise * actor.action_scale
-        low, high = actor.action_bias - actor.action_scale, actor.action_bias + actor.action_scale
-        return (actor(obs) + noise).clamp(low, high)
+        return actor.clip(actor(obs) + noise)
 
 
 def next_state_value(args: Args, actor, actor_target, qf_targets, next_obs, alpha):
@@ -237,8 +240,7 @@ def next_state_value(args: Args, actor, actor_target, qf_targets, next_obs, alph
         if args.algo == "td3":
             scale = actor_target.action_scale
             noise = (torch.randn_like(scale.expand(len(next_obs), -1)) * args.policy_noise).clamp(-args.noise_clip, args.noise_clip)
-            low, high = actor_target.action_bias - scale, actor_target.action_bias + scale
-            next_actions = (actor_target(next_obs) + noise * scale).clamp(low, high)
+            next_actions = actor_target.clip(actor_target(next_obs) + noise * scale)
             return torch.min(*[qf(next_obs, next_actions) for qf in qf_targets])
         next_actions, next_log_prob = actor.sample(next_obs)
         return torch.min(*[qf(next_obs, next_actions) for qf in qf_targets]) - alpha * next_log_prob

@@ -193,8 +193,6 @@ def test_smoke_every_flag_combination(pendulum_dataset, tmp_path, combo):
             flags += ["--bonus", f]
         elif f:
             flags.append(f)
-    env = {"MINARI_DATASETS_PATH": str(pendulum_dataset[0])}
-    os.environ.update(env)
     out = run_script("iql_offline.py", "--dataset", "pendulum/mixed-v0", "--total-timesteps", 300, "--bonus-pretrain-steps", 50,
                      "--eval-episodes", 1, "--save-model", *flags, cwd=tmp_path)  # fmt: skip
     assert out.returncode == 0, out.stderr
