@@ -80,9 +80,10 @@ class Args:
     noise_clip: float = 0.5
     """TD3: the smoothing noise is clipped to ±noise_clip, same units (the TD3 paper)"""
     alpha: float = 0.2
-    """SAC: entropy temperature α when not autotuned (the SAC paper's v1 and CleanRL)"""
+    """SAC: the fixed entropy temperature α without `--autotune` (the SAC paper's v1 and CleanRL)"""
     autotune: bool = True
-    """SAC: learn α to keep the policy's entropy near target_entropy = −|A| (the SAC paper, v2)"""
+    """SAC: learn α to keep the policy's entropy near target_entropy = −|A| (the SAC paper, v2), starting from α = 1
+    (log α = 0, as CleanRL and the authors' softlearning code)"""
 
 
 def resolve_defaults(args: Args) -> Args:
@@ -177,7 +178,7 @@ class QNetwork(nn.Module):
         return self.net(torch.cat([obs, actions], 1)).squeeze(1)
 
 
-LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # SAC's log σ range (CleanRL, after the authors' softlearning code)
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # SAC's log σ range (CleanRL, after Yarats's pytorch_sac; softlearning uses −20, 2)
 
 
 class Actor(nn.Module):
@@ -208,11 +209,13 @@ class Actor(nn.Module):
         variables (the SAC paper's Appendix C):  log π(a|s) = Σ_k [log N(u_k; μ_k, σ_k) − log(scale_k (1 − tanh² u_k))]."""
         h = self.trunk(obs)
         mean, log_std = self.mean(h), self.log_std(h).clamp(LOG_STD_MIN, LOG_STD_MAX)
-        normal = torch.distributions.Normal(mean, log_std.exp())
-        u = normal.rsample()
+        noise = torch.randn_like(mean)
+        u = mean + log_std.exp() * noise  # reparameterised
+        # the Gaussian's log-density in closed form (torch.distributions would validate: a host sync on CUDA)
+        log_normal = -0.5 * noise**2 - log_std - 0.5 * np.log(2 * np.pi)
         # log(1 − tanh² u) = 2 (log 2 − u − softplus(−2u)), stable where tanh saturates
         log_det = torch.log(self.action_scale) + 2 * (np.log(2) - u - F.softplus(-2 * u))
-        log_prob = (normal.log_prob(u) - log_det).sum(1)
+        log_prob = (log_normal - log_det).sum(1)
         return self.action_scale * torch.tanh(u) + self.action_bias, log_prob
 
 
@@ -267,6 +270,21 @@ def alpha_loss(log_alpha, log_prob, target_entropy):
     """SAC's temperature objective J(α) = E[−α (log π(ã|s) + H̄)], H̄ = −|A| (the SAC paper, v2, Eq. 18): α grows
     when the policy's entropy −log π falls below H̄ and shrinks when it rises above. α = exp(log α) stays positive."""
     return -(log_alpha.exp() * (log_prob.detach() + target_entropy)).mean()
+
+
+def soft_update(target, source, tau):
+    """Polyak averaging of every parameter, θ' ← τ θ + (1 − τ) θ'."""
+    with torch.no_grad():
+        for target_param, param in zip(target.parameters(), source.parameters()):
+            target_param.lerp_(param, tau)
+
+
+def seed_everything(seed: int, torch_deterministic: bool):
+    """Seed Python, NumPy and torch (training and checkpoint evaluation alike, so both are reproducible)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = torch_deterministic
 
 
 def evaluate(actor, args: Args, device, video_dir=None) -> list[float]:
@@ -355,6 +373,7 @@ def main(args: Args) -> None:
     if args.eval_checkpoint:
         if not os.path.isfile(args.eval_checkpoint):
             raise SystemExit(f"error: no checkpoint at {args.eval_checkpoint}")
+        seed_everything(args.seed, args.torch_deterministic)
         actor, ckpt_args = load_checkpoint(args.eval_checkpoint, device)
         ckpt_args.eval_episodes, ckpt_args.seed = args.eval_episodes, args.seed
         returns = evaluate(actor, ckpt_args, device, "videos/eval" if args.capture_video else None)
@@ -372,10 +391,7 @@ def main(args: Args) -> None:
         raise SystemExit(f"error: {e}")
     run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}-{args.algo}__{args.seed}__{int(time.time())}"
 
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
+    seed_everything(args.seed, args.torch_deterministic)
 
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     try:
@@ -392,7 +408,7 @@ def main(args: Args) -> None:
     q_optimizer = torch.optim.Adam(qfs.parameters(), lr=args.q_lr)
     actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate)
     target_entropy = -float(action_dim)
-    log_alpha = torch.tensor(float(np.log(args.alpha)), device=device, requires_grad=args.autotune)
+    log_alpha = torch.tensor(0.0 if args.autotune else float(np.log(args.alpha)), device=device, requires_grad=args.autotune)
     alpha_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr) if args.autotune else None  # CleanRL: the critics' rate
 
     writer = SummaryWriter(f"runs/{run_name}")
@@ -462,12 +478,9 @@ def main(args: Args) -> None:
                         alpha_optimizer.zero_grad()
                         temperature_loss.backward()
                         alpha_optimizer.step()
-                    with torch.no_grad():
-                        for target_param, param in zip(qf_targets.parameters(), qfs.parameters()):
-                            target_param.lerp_(param, args.tau)
-                        if args.algo != "sac":
-                            for target_param, param in zip(actor_target.parameters(), actor.parameters()):
-                                target_param.lerp_(param, args.tau)
+                    soft_update(qf_targets, qfs, args.tau)
+                    if args.algo != "sac":
+                        soft_update(actor_target, actor, args.tau)
 
                 if gradient_steps % 100 == 0:
                     writer.add_scalar("losses/qf1_loss", qf_loss, global_step)

@@ -70,7 +70,7 @@ class Args:
     tau: float = 1.0
     """target update rate: 1 is a hard copy (Nature), < 1 is Polyak averaging"""
     target_network_frequency: int = 10_000
-    """transitions between target updates (the paper, as IQN)"""
+    """transitions between target updates (the authors' fqf.gin, as IQN)"""
     batch_size: int = 32
     """minibatch size (Nature)"""
     start_e: float = 1.0
@@ -95,10 +95,12 @@ class Args:
     n_cos: int = 64
     """cosine features of the τ embedding (the paper, as IQN)"""
     fraction_learning_rate: float = 2.5e-9
-    """RMSprop learning rate of the fraction proposal network (the paper; α 0.95, ε 1e-5 as in the authors' code)"""
-    entropy_coef: float = 0.001
-    """weight λ of the fractions' entropy bonus in the fraction loss (the authors' code default; their run script
-    used 1e-4); 0 turns it off"""
+    """learning rate of the fraction proposal network (the paper; the authors' code uses 5e-5 × fqf_factor: 5e-11 by
+    default, 5e-10 in some of its run configs), with the authors' RMSProp (`fraction_optimizer`)"""
+    entropy_coef: float = 0.0
+    """weight λ of a bonus λ·H(p) on the entropy of the fraction widths p_i = τ_{i+1} − τ_i (ku2482's `ent_coef`, off as
+    there). The authors' code adds a different term: 1e-6 (fqf_ent 0.001 × a built-in 0.001) times the batch mean of
+    Σ_i −τ_i log τ_i over the interior cumulative fractions, in a separate optimiser step"""
     kappa: float = 1.0
     """Huber threshold κ of the quantile loss; 0 gives the plain quantile loss (the paper: 1)"""
 
@@ -225,7 +227,8 @@ class ReplayBuffer:
         n = self.n_step
         e = torch.randint(len(self.env_ids), (2 * batch_size,), device=self.device)
         d_max = self.count[e].clamp(max=self.size - self.history)
-        d = n + (torch.rand(2 * batch_size, device=self.device) * (d_max - n + 1)).long()
+        # integer draws: float32 steps of 2⁻²⁴ spread over ~1M slots would favour some slots by up to 6%
+        d = n + torch.randint(2**62, (2 * batch_size,), device=self.device) % (d_max - n + 1)
         slot = (self.pos[e] - d) % self.size
         keep = torch.argsort((~self.starts_transition[e, slot]).to(torch.uint8), stable=True)[:batch_size]
         e, slot = e[keep], slot[keep]
@@ -278,7 +281,7 @@ class QNetwork(nn.Module):
         self.value = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, 1)) if args.dueling else None
 
     def forward(self, x):
-        return self.q_values(self.embed(x))
+        return self.q_values(self.embed(x))[0]
 
     def embed(self, x):
         """The state embedding ψ(x)."""
@@ -301,13 +304,15 @@ class QNetwork(nn.Module):
         return (self.value(h) + advantages - advantages.mean(2, keepdim=True)).transpose(1, 2)
 
     def q_values(self, h):
-        """Q(x, a) = Σ_i (τ_{i+1} − τ_i) F⁻¹_τ̂i(x, a) at the fractions proposed for x (the paper's Eq. 4)."""
+        """Q(x, a) = Σ_i (τ_{i+1} − τ_i) F⁻¹_τ̂i(x, a) at the fractions proposed for x (the paper's Eq. 4).
+        Returns Q [B, A] and the F⁻¹_τ̂i(x, a) it sums [B, A, N]."""
         taus, tau_hats, _ = self.fractions(h)
-        return (self.quantiles(h, tau_hats) * (taus[:, 1:] - taus[:, :-1])[:, None, :]).sum(-1)
+        quantiles = self.quantiles(h, tau_hats)
+        return (quantiles * (taus[:, 1:] - taus[:, :-1])[:, None, :]).sum(-1), quantiles
 
 
 def quantile_huber_loss(quantiles, target_quantiles, taus, kappa=1.0):
-    """Quantile Huber loss (the paper's Eq. 10; seed 000's tensor layout). With u_ij = target_j − θ_i,
+    """Quantile Huber loss (the paper's Eq. 10). With u_ij = target_j − θ_i,
 
         L = mean over the batch of  Σ_i mean_j |τ_i − 1{u_ij < 0}| · H_κ(u_ij) / κ,
 
@@ -325,7 +330,7 @@ def quantile_huber_loss(quantiles, target_quantiles, taus, kappa=1.0):
 
 def fraction_gradient(values_at_taus, values_at_tau_hats):
     """∂W1/∂τ_i, i = 1..N−1, of the 1-Wasserstein error between F⁻¹ and its staircase at the τ̂ (the paper's
-    Proposition 1; seed 001), W1 = Σ_i ∫_{τ_i}^{τ_{i+1}} |F⁻¹(ω) − F⁻¹(τ̂_i)| dω:
+    Proposition 1), W1 = Σ_i ∫_{τ_i}^{τ_{i+1}} |F⁻¹(ω) − F⁻¹(τ̂_i)| dω:
 
         ∂W1/∂τ_i = |F⁻¹(τ_i) − F⁻¹(τ̂_{i−1})| − |F⁻¹(τ_i) − F⁻¹(τ̂_i)|.
 
@@ -337,23 +342,24 @@ def fraction_gradient(values_at_taus, values_at_tau_hats):
 
 
 def td_loss(q_network, target_network, data: ReplayBatch, double: bool, kappa: float, entropy_coef: float):
-    """The paper's Algorithm 1. With the fractions τ, τ̂ the online fraction net proposes for s:
+    """One FQF update, with the fractions τ, τ̂ the online fraction net proposes for s and τ', τ̂' the target net's own
+    (lagged) fraction net proposes for s', as the authors' code (microsoft/FQF, fqf_agent.py) evaluates its target:
 
-      quantile loss: regress F⁻¹_τ̂i(s, a) onto R + γ^m (1 − terminated) F'⁻¹_τ̂j(s', a*), the target net at the same τ̂,
-                     a* = argmax_a' Q'(s', a') under the target net's own fractions for s' (the online net's, Double);
-      fraction loss: Σ_i ∂W1/∂τ_i · τ_i − λ H(τ), the gradient held fixed, so that it descends W1 through τ.
+      quantile loss: regress F⁻¹_τ̂i(s, a) onto the samples R + γ^m (1 − terminated) F'⁻¹_τ̂'j(s', a*),
+                     a* = argmax_a' Q'(s', a') under the same τ' (the online net's Q, Double);
+      fraction loss: Σ_i ∂W1/∂τ_i · τ_i − λ H(p), the gradient held fixed, so that it descends W1 through τ.
 
     The quantile loss sees τ̂ detached and the fraction loss sees F⁻¹ detached: each reaches its own network only.
     Returns both losses, Q(s, a) and the fractions' entropy."""
     batch = len(data.actions)
-    rows = torch.arange(batch, device=data.rewards.device)
+    rows = torch.arange(batch, device=data.rewards.device)  # built on the device: no host copy
     h = q_network.embed(data.obs)
     taus, tau_hats, entropy = q_network.fractions(h)
     tau_hats = tau_hats.detach()
     with torch.no_grad():
-        next_h = target_network.embed(data.next_obs)
-        next_actions = (q_network(data.next_obs) if double else target_network.q_values(next_h)).argmax(1)
-        next_quantiles = target_network.quantiles(next_h, tau_hats)[rows, next_actions]
+        next_q, next_quantiles = target_network.q_values(target_network.embed(data.next_obs))  # at τ̂'(s')
+        next_actions = (q_network(data.next_obs) if double else next_q).argmax(1)
+        next_quantiles = next_quantiles[rows, next_actions]
         target = data.rewards[:, None] + (data.discounts * (1 - data.terminated))[:, None] * next_quantiles
         values_at_taus = q_network.quantiles(h, taus[:, 1:-1])[rows, data.actions]  # [B, N−1]
     quantiles = q_network.quantiles(h, tau_hats)[rows, data.actions]  # [B, N]
@@ -362,6 +368,13 @@ def td_loss(q_network, target_network, data: ReplayBatch, double: bool, kappa: f
     fraction_loss = (gradient * taus[:, 1:-1]).sum(1).mean() - entropy_coef * entropy.mean()
     q_taken = ((taus[:, 1:] - taus[:, :-1]).detach() * quantiles.detach()).sum(1)
     return loss, fraction_loss, q_taken, entropy.detach()
+
+
+def fraction_optimizer(params, learning_rate):
+    """The authors' optimiser of the fraction net: TF1 RMSProp with decay 0.95, ε 1e-5, centered. TF adds ε inside
+    the square root, √(v + ε), PyTorch outside, √v + ε', so ε' = √1e-5 gives the same damping where it matters, on
+    gradients with v ≪ ε. (TF1 also starts its mean square v at 1, PyTorch at 0; that is not reproduced.)"""
+    return torch.optim.RMSprop(params, lr=learning_rate, alpha=0.95, eps=1e-5**0.5, centered=True)
 
 
 def linear_schedule(start_e: float, end_e: float, duration: float, t: int) -> float:
@@ -374,6 +387,14 @@ def select_actions(q_network, obs, epsilon):
         greedy = q_network(obs).argmax(1)
     random_actions = torch.randint_like(greedy, q_network.n_actions)
     return torch.where(torch.rand(len(obs), device=obs.device) < epsilon, random_actions, greedy)
+
+
+def seed_everything(seed: int, torch_deterministic: bool):
+    """Seed Python, NumPy and torch (training and checkpoint evaluation alike, so both are reproducible)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = torch_deterministic
 
 
 def evaluate(q_network, args: Args, device, video_dir=None) -> list[float]:
@@ -424,6 +445,7 @@ def main(args: Args) -> None:
     if args.eval_checkpoint:
         if not os.path.isfile(args.eval_checkpoint):
             raise SystemExit(f"error: no checkpoint at {args.eval_checkpoint}")
+        seed_everything(args.seed, args.torch_deterministic)
         q_network, ckpt_args = load_checkpoint(args.eval_checkpoint, device)
         ckpt_args.eval_episodes, ckpt_args.eval_epsilon, ckpt_args.seed = args.eval_episodes, args.eval_epsilon, args.seed
         returns = evaluate(q_network, ckpt_args, device, "videos/eval" if args.capture_video else None)
@@ -435,10 +457,7 @@ def main(args: Args) -> None:
         raise SystemExit(f"error: {e}")
     run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
 
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
+    seed_everything(args.seed, args.torch_deterministic)
 
     atari = is_atari(envs)
     obs_space = envs.single_observation_space
@@ -455,7 +474,7 @@ def main(args: Args) -> None:
     fraction_params = list(q_network.fraction_net.parameters())
     quantile_params = [p for name, p in q_network.named_parameters() if not name.startswith("fraction_net.")]
     optimizer = torch.optim.Adam(quantile_params, lr=args.learning_rate, eps=args.adam_eps)
-    fraction_optimizer = torch.optim.RMSprop(fraction_params, lr=args.fraction_learning_rate, alpha=0.95, eps=1e-5)
+    fraction_optim = fraction_optimizer(fraction_params, args.fraction_learning_rate)
     target_network = QNetwork(envs, args).to(device)
     target_network.load_state_dict(q_network.state_dict())
 
@@ -506,10 +525,10 @@ def main(args: Args) -> None:
                 data = rb.sample(args.batch_size)
                 loss, fraction_loss, q_taken, entropy = td_loss(q_network, target_network, data, args.double, args.kappa, args.entropy_coef)
                 optimizer.zero_grad()
-                fraction_optimizer.zero_grad()
+                fraction_optim.zero_grad()
                 (loss + fraction_loss).backward()  # disjoint graphs: each loss reaches its own parameters only
                 optimizer.step()
-                fraction_optimizer.step()
+                fraction_optim.step()
                 gradient_steps += 1
                 if gradient_steps % 100 == 0:
                     writer.add_scalar("losses/loss", loss, global_step)

@@ -3,7 +3,7 @@
 IQL never queries Q at an action outside the dataset. V(s) is fitted by expectile regression to the target
 critics' min_i Q̂_i(s, a) over the dataset's actions, an upper expectile standing in for max_a Q; Q(s, a) is
 fitted to r + γ (1 − terminated) V(s'); the policy is extracted by advantage-weighted regression,
-exp(β (Q̂ − V)) · log π(a|s). Three extensions from seed 002, each a flag and off by default: D2RL skip
+exp(β (Q̂ − V)) · log π(a|s). Three extensions, each a flag and off by default: D2RL skip
 connections (`--d2rl`), an anti-exploration bonus subtracted from the values (`--bonus rnd|cvae`), and quantile
 heads for Q and V (`--distributional`).
 Paper: https://arxiv.org/abs/2110.06169
@@ -47,10 +47,12 @@ class Args:
     """a Minari dataset id, or a path to a D4RL-style .hdf5 file"""
     env_id: Optional[str] = None
     """the evaluation env; None: the Minari dataset's own env, or, for an hdf5 file, the gymnasium id its D4RL name
-    maps to (halfcheetah → HalfCheetah-v4, hopper → Hopper-v4, walker2d → Walker2d-v4, ant → Ant-v4)"""
-    preset: Literal["locomotion", "antmaze"] = "locomotion"
+    maps to (halfcheetah → HalfCheetah-v4, hopper → Hopper-v4, walker2d → Walker2d-v4, ant → Ant-v4 with
+    use_contact_forces=True, the 111-dim observation D4RL's ant files hold)"""
+    preset: Optional[Literal["locomotion", "antmaze"]] = None
     """reward transform of the paper's code: locomotion scales rewards by 1000 / (max − min episode return);
-    antmaze uses r − 1 with expectile 0.9 and β 10"""
+    antmaze uses r − 1 with expectile 0.9 and β 10. None: antmaze when the dataset's name contains "antmaze",
+    locomotion otherwise"""
     normalize_states: bool = False
     """standardise observations with the dataset's mean and std (off in the paper's locomotion runs)"""
 
@@ -82,12 +84,13 @@ class Args:
     bonus_pretrain_steps: int = 10_000
     """gradient steps that fit the bonus model to the dataset before IQL starts"""
     distributional: bool = False
-    """extension 3: quantile heads for Q and V (seed 002's Distributional IQL)"""
+    """extension 3: quantile heads for Q and V (distributional IQL: quantile regression in place of the expectile and squared-error fits)"""
     n_quantiles: int = 32
     """quantiles per head with `--distributional`"""
 
 
 D4RL_ENV_IDS = {"halfcheetah": "HalfCheetah-v4", "hopper": "Hopper-v4", "walker2d": "Walker2d-v4", "ant": "Ant-v4"}
+D4RL_ENV_KWARGS = {"ant": {"use_contact_forces": True}}  # D4RL's ant observes its contact forces: 111 dims, not 27
 # D4RL's reference returns (d4rl/infos.py): random and expert policies, for the normalised score
 D4RL_REF_SCORES = {"halfcheetah": (-280.178953, 12135.0), "hopper": (-20.272305, 3234.3), "walker2d": (1.629008, 4592.3),
                    "ant": (-325.6, 3879.7), "antmaze": (0.0, 1.0)}  # fmt: skip
@@ -111,6 +114,7 @@ class Dataset(NamedTuple):
     terminated: np.ndarray
     episode_returns: np.ndarray  # the return of every episode in the data
     env_id: Optional[str]  # an id gymnasium can make, or None
+    env_kwargs: dict  # made with gym.make(env_id, **env_kwargs)
     ref_scores: Optional[tuple]  # (random, expert) returns for the normalised score, or None
 
 
@@ -145,10 +149,11 @@ def load_hdf5(path: str, env_id: Optional[str]) -> Dataset:
         keep = ~ends | terminals  # a terminal needs no next observation; the other episode ends have none
     returns = np.array([data["rewards"][s].sum() for s in split_episodes(ends)])
     name = os.path.basename(path).split("-")[0].split("_")[0].lower()
+    env_kwargs = D4RL_ENV_KWARGS.get(name, {}) if env_id is None else {}
     if env_id is None:
         env_id = D4RL_ENV_IDS.get(name)
     return Dataset(data["observations"][keep], data["actions"][keep], data["rewards"][keep], next_obs[keep],
-                   terminals[keep], returns, env_id, D4RL_REF_SCORES.get(name))  # fmt: skip
+                   terminals[keep], returns, env_id, env_kwargs, D4RL_REF_SCORES.get(name))  # fmt: skip
 
 
 def load_minari(dataset_id: str, env_id: Optional[str]) -> Dataset:
@@ -175,7 +180,7 @@ def load_minari(dataset_id: str, env_id: Optional[str]) -> Dataset:
         env_id = dataset.spec.env_spec.id if dataset.spec.env_spec is not None else None
     low, high = (dataset.storage.metadata.get(k) for k in ("ref_min_score", "ref_max_score"))
     ref = (low, high) if low is not None and high is not None else None
-    return Dataset(*map(np.concatenate, (obs, actions, rewards, next_obs, terminated)), np.array(returns), env_id, ref)
+    return Dataset(*map(np.concatenate, (obs, actions, rewards, next_obs, terminated)), np.array(returns), env_id, {}, ref)
 
 
 def load_dataset(args: Args) -> Dataset:
@@ -188,7 +193,7 @@ def load_dataset(args: Args) -> Dataset:
 
 
 class MLP(nn.Module):
-    """Two 256-unit ReLU layers. With D2RL (Sinha et al. 2020; seed 002) the input x joins every hidden layer's
+    """Two 256-unit ReLU layers. With D2RL (Sinha et al. 2020) the input x joins every hidden layer's
     input:  h_1 = ReLU(W_1 x),  h_2 = ReLU(W_2 [h_1, x]),  y = W_3 h_2  (plain: h_2 = ReLU(W_2 h_1))."""
 
     def __init__(self, in_dim, out_dim, d2rl, hidden=256):
@@ -236,12 +241,13 @@ class Actor(nn.Module):
         return torch.tanh(self.mean(obs))
 
     def log_prob(self, obs, actions):
-        std = self.log_std.clamp(-5.0, 2.0).exp()
-        return torch.distributions.Normal(self(obs), std).log_prob(actions).sum(-1)
+        """log N(a; tanh(μ(s)), σ²) in closed form (torch.distributions would validate: a host sync on CUDA)."""
+        log_std = self.log_std.clamp(-5.0, 2.0)
+        return (-0.5 * ((actions - self(obs)) / log_std.exp()) ** 2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
 
 
 def expectile_loss(diff, expectile):
-    """L_2^τ(u) = |τ − 1{u < 0}| u², averaged (the paper's Eq. 5; seed 002). Its minimiser over a constant v of
+    """L_2^τ(u) = |τ − 1{u < 0}| u², averaged (the paper's Eq. 5). Its minimiser over a constant v of
     mean L_2^τ(y − v) is the τ-expectile of y: τ = 0.5 gives the mean, τ → 1 approaches the maximum."""
     return ((expectile - (diff < 0).to(diff.dtype)).abs() * diff**2).mean()
 
@@ -256,7 +262,7 @@ def quantile_huber_loss(quantiles, target_quantiles, taus, kappa=1.0):
 
 
 class Bonus(nn.Module):
-    """Anti-exploration bonus b(s, a) ≥ 0, large where (s, a) is unlike the dataset (Rezaeifar et al. 2021; seed 002).
+    """Anti-exploration bonus b(s, a) ≥ 0, large where (s, a) is unlike the dataset (Rezaeifar et al. 2021).
     rnd:  b = ‖f(s, a) − f̄(s, a)‖², f̄ a fixed random network and f a predictor trained on the dataset's pairs.
     cvae: b = ‖a − D(s, z = E_μ(s, a))‖², the reconstruction error of a conditional VAE of a given s, trained with
           the ELBO ‖a − D(s, z)‖² + ½ KL(N(μ, σ²) ‖ N(0, I)), z = μ + σ ε.
@@ -299,7 +305,7 @@ def tau_hats(n, device):
 
 def value_loss(args: Args, critic, critic_target, bonus, data: Transitions):
     """L_V = E[L_2^τ(min_i Q̂_i(s, a) − b(s, a) − V(s))] (the paper's Eq. 5; − b with `--bonus`). Distributional:
-    the expectile loss over every pair (Q̂_j, V_k) of target and value quantiles (seed 002's mean_loss)."""
+    the expectile loss over every pair (Q̂_j, V_k) of target and value quantiles."""
     with torch.no_grad():
         q_hat = critic_target.qs(data.obs, data.actions).min(0).values  # [B, n_out]
         if bonus is not None:
@@ -310,8 +316,8 @@ def value_loss(args: Args, critic, critic_target, bonus, data: Transitions):
 
 def q_loss(args: Args, critic, actor, bonus, data: Transitions):
     """L_Q = E[(r + γ (1 − terminated) V(s') − Q_i(s, a))²] for both critics (the paper's Eq. 6). With `--bonus`, the
-    next state's value is V(s') − b(s', π(s')), π(s') the actor's mean action: seed 002 subtracts b(s', a') at the
-    policy's next action; keeping IQL's V(s') rather than its Q(s', a') keeps Q from querying unseen actions.
+    next state's value is V(s') − b(s', π(s')): the bonus is charged at the policy's next action π(s') (its mean), and
+    keeping IQL's V(s') rather than a Q(s', a') keeps Q from querying unseen actions.
     Distributional: quantile Huber loss of each Q_i onto the targets r + γ (1 − terminated) V_k(s'), k = 1..N."""
     with torch.no_grad():
         next_v = critic.value(data.next_obs)  # [B, n_out]
@@ -327,8 +333,8 @@ def q_loss(args: Args, critic, actor, bonus, data: Transitions):
 
 def actor_loss(args: Args, actor, critic_target, critic, bonus, data: Transitions):
     """AWR: L_π = −E[min(exp(β A), 100) · log π(a|s)], A = min_i Q̂_i(s, a) − b(s, a) − V(s) (the paper's Eq. 7;
-    − b with `--bonus`, written exp(β((Q̂ − b) − V)); seed 002's slide misplaces a parenthesis). Distributional
-    heads enter through their means. The deterministic actor uses weight · ‖π(s) − a‖² in place of −log π."""
+    − b with `--bonus`, written exp(β((Q̂ − b) − V))). Distributional heads enter through their means. The
+    deterministic actor uses weight · ‖π(s) − a‖² in place of −log π."""
     with torch.no_grad():
         q_hat = critic_target.qs(data.obs, data.actions).min(0).values.mean(-1)
         if bonus is not None:
@@ -340,10 +346,25 @@ def actor_loss(args: Args, actor, critic_target, critic, bonus, data: Transition
     return -(weight * actor.log_prob(data.obs, data.actions)).mean()
 
 
-def evaluate(actor, args: Args, env_id, norm, action_scale, device, video_dir=None) -> list[float]:
-    """The first episode of each of `eval_episodes` parallel envs with the mean action."""
-    envs = gym.make_vec(env_id, args.eval_episodes, vectorization_mode="sync", render_mode="rgb_array" if video_dir else None,
-                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})  # fmt: skip
+def soft_update(target, source, tau):
+    """Polyak averaging of every parameter, θ' ← τ θ + (1 − τ) θ'."""
+    with torch.no_grad():
+        for target_param, param in zip(target.parameters(), source.parameters()):
+            target_param.lerp_(param, tau)
+
+
+def seed_everything(seed: int, torch_deterministic: bool):
+    """Seed Python, NumPy and torch (training and checkpoint evaluation alike, so both are reproducible)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = torch_deterministic
+
+
+def evaluate(actor, args: Args, env, norm, action_scale, device, video_dir=None) -> list[float]:
+    """The first episode of each of `eval_episodes` parallel envs with the mean action; `env` is (env_id, env_kwargs)."""
+    envs = gym.make_vec(env[0], args.eval_episodes, vectorization_mode="sync", render_mode="rgb_array" if video_dir else None,
+                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}, **env[1])  # fmt: skip
     obs, _ = envs.reset(seed=args.seed + 10_000)
     returns, finished = np.zeros(args.eval_episodes), np.zeros(args.eval_episodes, dtype=bool)
     writers = []
@@ -370,10 +391,11 @@ def evaluate(actor, args: Args, env_id, norm, action_scale, device, video_dir=No
     return returns.tolist()
 
 
-def save_checkpoint(path, actor, critic, norm, action_scale, env_id, args: Args):
-    """Weights, normalisers, the eval env id and args, written atomically."""
+def save_checkpoint(path, actor, critic, norm, action_scale, env, args: Args):
+    """Weights, normalisers, the eval env (id and kwargs) and args, written atomically."""
     extras = {"obs_mean": norm[0], "obs_std": norm[1], "action_scale": action_scale[0], "action_bias": action_scale[1]}
-    checkpoint = {"actor": actor.state_dict(), "critic": critic.state_dict(), "env_id": env_id, "args": asdict(args), **extras}
+    checkpoint = {"actor": actor.state_dict(), "critic": critic.state_dict(), "env_id": env[0], "env_kwargs": env[1],
+                  "args": asdict(args), **extras}  # fmt: skip
     torch.save(checkpoint, path + ".tmp")
     os.replace(path + ".tmp", path)
 
@@ -383,7 +405,8 @@ def load_checkpoint(path, device):
     args = Args(**ckpt["args"])
     actor = Actor(ckpt["obs_mean"].shape[-1], ckpt["action_scale"].shape[-1], args).to(device)
     actor.load_state_dict(ckpt["actor"])
-    return actor, args, ckpt["env_id"], (ckpt["obs_mean"], ckpt["obs_std"]), (ckpt["action_scale"], ckpt["action_bias"])
+    env = (ckpt["env_id"], ckpt.get("env_kwargs", {}))
+    return actor, args, env, (ckpt["obs_mean"], ckpt["obs_std"]), (ckpt["action_scale"], ckpt["action_bias"])
 
 
 def main(args: Args) -> None:
@@ -391,11 +414,14 @@ def main(args: Args) -> None:
     if args.eval_checkpoint:
         if not os.path.isfile(args.eval_checkpoint):
             raise SystemExit(f"error: no checkpoint at {args.eval_checkpoint}")
-        actor, ckpt_args, env_id, norm, action_scale = load_checkpoint(args.eval_checkpoint, device)
+        seed_everything(args.seed, args.torch_deterministic)
+        actor, ckpt_args, env, norm, action_scale = load_checkpoint(args.eval_checkpoint, device)
         ckpt_args.eval_episodes, ckpt_args.seed = args.eval_episodes, args.seed
-        returns = evaluate(actor, ckpt_args, env_id, norm, action_scale, device, "videos/eval" if args.capture_video else None)
+        returns = evaluate(actor, ckpt_args, env, norm, action_scale, device, "videos/eval" if args.capture_video else None)
         print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes: {returns}")
         return
+    preset_source = "given" if args.preset else "from the dataset's name"
+    args.preset = args.preset or ("antmaze" if "antmaze" in os.path.basename(args.dataset).lower() else "locomotion")
     antmaze = args.preset == "antmaze"
     args.expectile = args.expectile if args.expectile is not None else (0.9 if antmaze else 0.7)
     args.beta = args.beta if args.beta is not None else (10.0 if antmaze else 3.0)
@@ -404,7 +430,7 @@ def main(args: Args) -> None:
         if data.env_id is None:
             raise ValueError(f"cannot tell which env {args.dataset} comes from; pass --env-id")
         spec = gym.spec(data.env_id)
-        eval_env = gym.make(spec)
+        eval_env = gym.make(spec, **data.env_kwargs)
         action_space = eval_env.action_space
         eval_env.close()
     except (FileNotFoundError, ValueError, gym.error.Error) as e:
@@ -416,10 +442,7 @@ def main(args: Args) -> None:
                          f"match {data.env_id}'s {eval_env.observation_space.shape} / {action_space.shape}")  # fmt: skip
     run_name = f"{data.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
 
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
+    seed_everything(args.seed, args.torch_deterministic)
 
     # the paper's reward transforms
     rewards = data.rewards.astype(np.float32)
@@ -444,7 +467,8 @@ def main(args: Args) -> None:
     )
     n = len(dataset.obs)
     print(f"dataset {args.dataset}: {n} transitions, {len(data.episode_returns)} episodes, mean return "
-          f"{data.episode_returns.mean():.1f}; eval env {data.env_id}; on {device}")  # fmt: skip
+          f"{data.episode_returns.mean():.1f}; eval env {data.env_id}{' ' + str(data.env_kwargs) if data.env_kwargs else ''}; "
+          f"preset {args.preset} ({preset_source}); on {device}")  # fmt: skip
 
     obs_dim, action_dim = dataset.obs.shape[1], dataset.actions.shape[1]
     critic = Critic(obs_dim, action_dim, args).to(device)
@@ -491,9 +515,8 @@ def main(args: Args) -> None:
             q_optimizer.zero_grad()
             loss_q.backward()
             q_optimizer.step()
-            with torch.no_grad():  # only the Q targets are averaged
-                for target_param, param in zip(critic_target.parameters(), critic.parameters()):
-                    target_param.lerp_(param, args.tau)
+            soft_update(critic_target.q1, critic.q1, args.tau)  # the Qs only: V has no target in the paper's code
+            soft_update(critic_target.q2, critic.q2, args.tau)
 
             policy_loss = actor_loss(args, actor, critic_target, critic, bonus, batch)
             actor_optimizer.zero_grad()
@@ -518,12 +541,12 @@ def main(args: Args) -> None:
         interrupted = True
     finally:
         if args.save_model:
-            save_checkpoint(model_path, actor, critic, norm, (action_scale, action_bias), data.env_id, args)
+            save_checkpoint(model_path, actor, critic, norm, (action_scale, action_bias), (data.env_id, data.env_kwargs), args)
             print(f"model saved to {model_path}")
         writer.flush()
 
     if args.eval_episodes > 0 and not interrupted:
-        returns = evaluate(actor, args, data.env_id, norm, (action_scale, action_bias), device,
+        returns = evaluate(actor, args, (data.env_id, data.env_kwargs), norm, (action_scale, action_bias), device,
                            f"videos/{run_name}" if args.capture_video else None)  # fmt: skip
         for i, episodic_return in enumerate(returns):
             writer.add_scalar("eval/episodic_return", episodic_return, i)

@@ -3,7 +3,8 @@
 Where QR-DQN learns N quantiles at fixed fractions, IQN learns the whole quantile function: the network takes
 a fraction τ ~ U[0, 1], embeds it with cosines, multiplies it into the state features, ψ(x) ⊙ φ(τ), and
 outputs Z_τ(x, a). The loss is QR-DQN's quantile Huber loss on N sampled τ against N' target samples at
-fresh τ'. Acting averages K samples, whose τ can be distorted for risk-sensitive policies (`distort_taus`).
+fresh τ'. Acting averages K samples, whose τ can be distorted for risk-sensitive policies (`distort_taus`); the
+same distorted average picks the bootstrap action, so the policy learned about is the one that acts.
 Against qrdqn_atari.py only the τ-embedding and the sampling differ. `--double`, `--dueling` and `--n-step`
 carry over (the paper used none of them; Dopamine's default IQN is not double).
 Paper: https://arxiv.org/abs/1806.06923
@@ -69,7 +70,8 @@ class Args:
     tau: float = 1.0
     """target update rate: 1 is a hard copy (Nature), < 1 is Polyak averaging"""
     target_network_frequency: int = 10_000
-    """transitions between target updates (the paper, Dopamine)"""
+    """transitions between target updates (Dopamine's implicit_quantile_icml.gin, the paper's settings; its newer
+    implicit_quantile.gin uses 8000, with n = 3)"""
     batch_size: int = 32
     """minibatch size (Nature)"""
     start_e: float = 1.0
@@ -97,7 +99,8 @@ class Args:
     n_cos: int = 64
     """cosine features of the τ embedding (the paper)"""
     risk: Literal["neutral", "cvar", "wang", "pow", "cpw"] = "neutral"
-    """distortion of the acting τ (the paper's §3): risk-neutral by default"""
+    """distortion β of the τ that act and that pick the bootstrap action a* (the paper's §3 and Algorithm 1);
+    risk-neutral by default"""
     risk_eta: Optional[float] = None
     """η of the distortion; None takes the paper's: cvar 0.25, wang −0.75 (averse), pow −2, cpw 0.71"""
     kappa: float = 1.0
@@ -226,7 +229,8 @@ class ReplayBuffer:
         n = self.n_step
         e = torch.randint(len(self.env_ids), (2 * batch_size,), device=self.device)
         d_max = self.count[e].clamp(max=self.size - self.history)
-        d = n + (torch.rand(2 * batch_size, device=self.device) * (d_max - n + 1)).long()
+        # integer draws: float32 steps of 2⁻²⁴ spread over ~1M slots would favour some slots by up to 6%
+        d = n + torch.randint(2**62, (2 * batch_size,), device=self.device) % (d_max - n + 1)
         slot = (self.pos[e] - d) % self.size
         keep = torch.argsort((~self.starts_transition[e, slot]).to(torch.uint8), stable=True)[:batch_size]
         e, slot = e[keep], slot[keep]
@@ -295,7 +299,7 @@ PAPER_ETA = {"neutral": 0.0, "cvar": 0.25, "wang": -0.75, "pow": -2.0, "cpw": 0.
 
 
 def distort_taus(taus, measure, eta=None):
-    """Distortion risk measure β: [0, 1] → [0, 1] applied to the acting τ (the paper's §3, seed 001):
+    """Distortion risk measure β: [0, 1] → [0, 1] applied to the acting τ (the paper's §3):
 
         cvar: η τ                  wang: Φ(Φ⁻¹(τ) + η)            cpw: τ^η / (τ^η + (1 − τ)^η)^(1/η)
         pow:  τ^(1/(1+|η|)) for η ≥ 0,  1 − (1 − τ)^(1/(1+|η|)) for η < 0
@@ -304,9 +308,8 @@ def distort_taus(taus, measure, eta=None):
     eta = PAPER_ETA[measure] if eta is None else eta
     if measure == "cvar":
         return eta * taus
-    if measure == "wang":
-        normal = torch.distributions.Normal(0.0, 1.0)
-        return normal.cdf(normal.icdf(taus) + eta)
+    if measure == "wang":  # Φ and Φ⁻¹ in closed form: torch.distributions would validate, a host sync on CUDA
+        return torch.special.ndtr(torch.special.ndtri(taus) + eta)
     if measure == "pow":
         exponent = 1 / (1 + abs(eta))
         return taus**exponent if eta >= 0 else 1 - (1 - taus) ** exponent
@@ -316,7 +319,7 @@ def distort_taus(taus, measure, eta=None):
 
 
 def quantile_huber_loss(quantiles, target_quantiles, taus, kappa=1.0):
-    """Quantile Huber loss (the paper's Eq. 10; seed 000's tensor layout). With u_ij = target_j − θ_i,
+    """Quantile Huber loss (the paper's Eq. 10). With u_ij = target_j − θ_i,
 
         L = mean over the batch of  Σ_i mean_j |τ_i − 1{u_ij < 0}| · H_κ(u_ij) / κ,
 
@@ -334,20 +337,21 @@ def quantile_huber_loss(quantiles, target_quantiles, taus, kappa=1.0):
 
 def td_loss(q_network, target_network, data: ReplayBatch, double: bool, kappa: float, n_tau: int, n_target: int):
     """Quantile regression of Z_τi(s, a) onto the target samples R + γ^m (1 − terminated) Z_τ'j(s', a*), with
-    fresh τ_i, τ'_j ~ U[0, 1] (i ≤ N, j ≤ N') for the online and the target net and K fresh τ to pick
+    fresh τ_i, τ'_j ~ U[0, 1] (i ≤ N, j ≤ N') for the online and the target net and K fresh τ̃_k ~ β(U[0, 1]) to pick
 
-        a* = argmax_a' mean_k Z_τk(s', a')  of the target net (IQN), or of the online net (Double),
+        a* = argmax_a' (1/K) Σ_k Z_τ̃k(s', a')  of the target net (IQN), or of the online net (Double),
 
-    risk-neutral: the distortion shapes acting only. Returns the loss and the sampled Q(s, a)."""
+    β the risk distortion, as in the paper's Algorithm 1: with `--risk` the policy that is evaluated is the
+    risk-sensitive one that acts. Returns the loss and the sampled Q(s, a)."""
     batch, device = len(data.actions), data.rewards.device
+    rows = torch.arange(batch, device=device)  # built on the device: no host copy
     with torch.no_grad():
         next_quantiles = target_network.quantiles(data.next_obs, torch.rand(batch, n_target, device=device))  # [B, A, N']
-        action_taus = torch.rand(batch, target_network.n_act_samples, device=device)
-        next_actions = (q_network if double else target_network).quantiles(data.next_obs, action_taus).mean(-1).argmax(1)
-        next_quantiles = next_quantiles[torch.arange(batch), next_actions]
+        next_actions = (q_network if double else target_network)(data.next_obs).argmax(1)  # Q_β: K distorted τ̃
+        next_quantiles = next_quantiles[rows, next_actions]
         target = data.rewards[:, None] + (data.discounts * (1 - data.terminated))[:, None] * next_quantiles
     taus = torch.rand(batch, n_tau, device=device)
-    quantiles = q_network.quantiles(data.obs, taus)[torch.arange(batch), data.actions]  # [B, N]
+    quantiles = q_network.quantiles(data.obs, taus)[rows, data.actions]  # [B, N]
     return quantile_huber_loss(quantiles, target, taus, kappa), quantiles.mean(1)
 
 
@@ -361,6 +365,14 @@ def select_actions(q_network, obs, epsilon):
         greedy = q_network(obs).argmax(1)
     random_actions = torch.randint_like(greedy, q_network.n_actions)
     return torch.where(torch.rand(len(obs), device=obs.device) < epsilon, random_actions, greedy)
+
+
+def seed_everything(seed: int, torch_deterministic: bool):
+    """Seed Python, NumPy and torch (training and checkpoint evaluation alike, so both are reproducible)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = torch_deterministic
 
 
 def evaluate(q_network, args: Args, device, video_dir=None) -> list[float]:
@@ -411,6 +423,7 @@ def main(args: Args) -> None:
     if args.eval_checkpoint:
         if not os.path.isfile(args.eval_checkpoint):
             raise SystemExit(f"error: no checkpoint at {args.eval_checkpoint}")
+        seed_everything(args.seed, args.torch_deterministic)
         q_network, ckpt_args = load_checkpoint(args.eval_checkpoint, device)
         ckpt_args.eval_episodes, ckpt_args.eval_epsilon, ckpt_args.seed = args.eval_episodes, args.eval_epsilon, args.seed
         returns = evaluate(q_network, ckpt_args, device, "videos/eval" if args.capture_video else None)
@@ -422,10 +435,7 @@ def main(args: Args) -> None:
         raise SystemExit(f"error: {e}")
     run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
 
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
+    seed_everything(args.seed, args.torch_deterministic)
 
     atari = is_atari(envs)
     obs_space = envs.single_observation_space

@@ -68,7 +68,8 @@ class Args:
     tau: float = 1.0
     """target update rate: 1 is a hard copy (Nature), < 1 is Polyak averaging"""
     target_network_frequency: int = 10_000
-    """transitions between target updates (the paper, Dopamine)"""
+    """transitions between target updates (as Dopamine's paper-replicating c51_icml.gin and implicit_quantile_icml.gin;
+    Dopamine's own quantile.gin uses 8000, with n = 3 and prioritized replay)"""
     batch_size: int = 32
     """minibatch size (Nature)"""
     start_e: float = 1.0
@@ -215,7 +216,8 @@ class ReplayBuffer:
         n = self.n_step
         e = torch.randint(len(self.env_ids), (2 * batch_size,), device=self.device)
         d_max = self.count[e].clamp(max=self.size - self.history)
-        d = n + (torch.rand(2 * batch_size, device=self.device) * (d_max - n + 1)).long()
+        # integer draws: float32 steps of 2⁻²⁴ spread over ~1M slots would favour some slots by up to 6%
+        d = n + torch.randint(2**62, (2 * batch_size,), device=self.device) % (d_max - n + 1)
         slot = (self.pos[e] - d) % self.size
         keep = torch.argsort((~self.starts_transition[e, slot]).to(torch.uint8), stable=True)[:batch_size]
         e, slot = e[keep], slot[keep]
@@ -276,7 +278,7 @@ class QNetwork(nn.Module):
 
 
 def quantile_huber_loss(quantiles, target_quantiles, taus, kappa=1.0):
-    """Quantile Huber loss (the paper's Eq. 10; seed 000's tensor layout). With u_ij = target_j − θ_i,
+    """Quantile Huber loss (the paper's Eq. 10). With u_ij = target_j − θ_i,
 
         L = mean over the batch of  Σ_i mean_j |τ_i − 1{u_ij < 0}| · H_κ(u_ij) / κ,
 
@@ -298,12 +300,13 @@ def td_loss(q_network, target_network, data: ReplayBatch, double: bool, kappa: f
         a* = argmax_a' mean_j θ_j(s', a')  of the target net (QR-DQN), or of the online net (Double),
 
     all N quantiles of that one action (a per-quantile max would mix actions). Returns the loss and Q(s, a)."""
+    rows = torch.arange(len(data.actions), device=data.rewards.device)  # built on the device: no host copy
     with torch.no_grad():
         next_quantiles = target_network.quantiles(data.next_obs)  # [B, A, N]
         next_actions = (q_network(data.next_obs) if double else next_quantiles.mean(-1)).argmax(1)
-        next_quantiles = next_quantiles[torch.arange(len(next_actions)), next_actions]
+        next_quantiles = next_quantiles[rows, next_actions]
         target = data.rewards[:, None] + (data.discounts * (1 - data.terminated))[:, None] * next_quantiles
-    quantiles = q_network.quantiles(data.obs)[torch.arange(len(data.actions)), data.actions]  # [B, N]
+    quantiles = q_network.quantiles(data.obs)[rows, data.actions]  # [B, N]
     n = quantiles.shape[1]
     taus = (torch.arange(n, device=quantiles.device) + 0.5) / n  # τ̂_i = (2i − 1)/2N
     return quantile_huber_loss(quantiles, target, taus, kappa), quantiles.mean(1)
@@ -319,6 +322,14 @@ def select_actions(q_network, obs, epsilon):
         greedy = q_network(obs).argmax(1)
     random_actions = torch.randint_like(greedy, q_network.n_actions)
     return torch.where(torch.rand(len(obs), device=obs.device) < epsilon, random_actions, greedy)
+
+
+def seed_everything(seed: int, torch_deterministic: bool):
+    """Seed Python, NumPy and torch (training and checkpoint evaluation alike, so both are reproducible)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = torch_deterministic
 
 
 def evaluate(q_network, args: Args, device, video_dir=None) -> list[float]:
@@ -369,6 +380,7 @@ def main(args: Args) -> None:
     if args.eval_checkpoint:
         if not os.path.isfile(args.eval_checkpoint):
             raise SystemExit(f"error: no checkpoint at {args.eval_checkpoint}")
+        seed_everything(args.seed, args.torch_deterministic)
         q_network, ckpt_args = load_checkpoint(args.eval_checkpoint, device)
         ckpt_args.eval_episodes, ckpt_args.eval_epsilon, ckpt_args.seed = args.eval_episodes, args.eval_epsilon, args.seed
         returns = evaluate(q_network, ckpt_args, device, "videos/eval" if args.capture_video else None)
@@ -380,10 +392,7 @@ def main(args: Args) -> None:
         raise SystemExit(f"error: {e}")
     run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
 
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
+    seed_everything(args.seed, args.torch_deterministic)
 
     atari = is_atari(envs)
     obs_space = envs.single_observation_space

@@ -68,7 +68,8 @@ def main():
     data = rb.sample(args.batch_size)
 
     def update():
-        extra = [args.kappa] if hasattr(args, "kappa") else []  # QR-DQN and IQN; IQN also takes N and N'
+        extra = [args.loss] if hasattr(args, "loss") else []  # DQN
+        extra += [args.kappa] if hasattr(args, "kappa") else []  # QR-DQN and IQN; IQN also takes N and N'
         extra += [args.n_tau_samples, args.n_target_samples] if hasattr(args, "n_tau_samples") else []
         loss, _ = dqn.td_loss(q_network, target_network, data, args.double, *extra)
         optimizer.zero_grad()

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +44,13 @@ CARTPOLE = ["--env-id", "CartPole-v1", "--total-timesteps", 60_000, "--learning-
             "--learning-rate", 1e-3, "--batch-size", 64, "--train-frequency", 4, "--target-network-frequency", 500,
             "--exploration-fraction", 0.16, "--end-e", 0.05, "--eval-episodes", 10]  # fmt: skip
 
+# Acrobot recipe of the rest-state tests (Dopamine's dqn_acrobot.gin: Adam 1e-3, batch 128, a gradient step every 4
+# transitions, target copy every 100): from its hanging start the greedy policy must pump energy into the swing, and a
+# greedy policy that prefers one action near rest never does (−500, the time limit). Evaluated at ε = 0.001.
+ACROBOT = ["--env-id", "Acrobot-v1", "--total-timesteps", 50_000, "--learning-starts", 1000, "--buffer-size", 50_000,
+           "--learning-rate", 1e-3, "--batch-size", 128, "--train-frequency", 4, "--target-network-frequency", 100,
+           "--exploration-fraction", 0.2, "--end-e", 0.05, "--eval-episodes", 10]  # fmt: skip
+
 
 def smoke_test(script, tmp_path, loss_tag, *flags):
     """Train a few hundred Breakout steps with gradient steps; check logs and the saved checkpoint; reload it."""
@@ -65,14 +73,14 @@ def eval_returns(tmp_path):
     return [v for _, v in read_scalars(only_run_dir(tmp_path))["eval/episodic_return"]]
 
 
-def greedy_visited_states(script_module, run_root, num_envs=16, steps=50):
-    """Load the one checkpoint under `run_root`/runs and play CartPole greedily with it; return the network
+def greedy_visited_states(script_module, run_root, env_id="CartPole-v1", num_envs=16, steps=50):
+    """Load the one checkpoint under `run_root`/runs and play `env_id` greedily with it; return the network
     and the num_envs × steps observations it visited, as one tensor."""
     import numpy as np
     import torch
 
     q_network, _ = script_module.load_checkpoint(str(next((Path(run_root) / "runs").rglob("*.pt"))), torch.device("cpu"))
-    envs = script_module.make_env("CartPole-v1", num_envs)
+    envs = script_module.make_env(env_id, num_envs)
     obs, _ = envs.reset(seed=0)
     states = []
     for _ in range(steps):
@@ -80,3 +88,109 @@ def greedy_visited_states(script_module, run_root, num_envs=16, steps=50):
         obs, *_ = envs.step(q_network(torch.as_tensor(obs)).argmax(1).numpy())
     envs.close()
     return q_network, torch.as_tensor(np.concatenate(states))
+
+
+@contextmanager
+def no_host_sync():
+    """Fail on anything in the block that would make a CUDA run wait for the device: reading a device tensor back to
+    the host (`.item()`, `.cpu()`, `.tolist()`, `.numpy()`, `bool()`, `int()`, `float()`, and `torch._is_all_true`,
+    which `torch.distributions`' argument checks call), and indexing a device tensor with an index tensor that lives
+    elsewhere (a host `torch.arange(B)` is a blocking copy per call). Run the code on the "meta" device: it has shapes
+    but no data, so it stands in for a GPU on a CPU-only machine. Host tensors (Adam's step counters) may be read."""
+    import torch
+
+    def on_device(x):
+        return isinstance(x, torch.Tensor) and x.device.type != "cpu"
+
+    def guard_read(name, original):
+        def read(self, *args, **kwargs):
+            if on_device(self):
+                raise AssertionError(f"host sync in the hot path: Tensor.{name} on {self.device}")
+            return original(self, *args, **kwargs)
+
+        return read
+
+    def index_tensors(index):
+        items = index if isinstance(index, (tuple, list)) else (index,)
+        return [i for i in items if isinstance(i, torch.Tensor)]
+
+    def guard_index(name, original):
+        def indexed(self, index, *args):
+            for i in index_tensors(index):
+                if i.device != self.device:
+                    raise AssertionError(f"Tensor.{name}: a tensor on {self.device} indexed by one on {i.device} (a host copy per call)")
+            return original(self, index, *args)
+
+        return indexed
+
+    def guard_function(name, original):
+        def call(x, *args, **kwargs):
+            if on_device(x):
+                raise AssertionError(f"host sync in the hot path: torch.{name} on {x.device}")
+            return original(x, *args, **kwargs)
+
+        return call
+
+    reads = ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__")
+    patches = [(torch.Tensor, n, guard_read(n, getattr(torch.Tensor, n))) for n in reads]
+    patches += [(torch.Tensor, n, guard_index(n, getattr(torch.Tensor, n))) for n in ("__getitem__", "__setitem__")]
+    patches += [(torch, n, guard_function(n, getattr(torch, n))) for n in ("_is_all_true", "_is_any_true")]
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
+    try:
+        for owner, name, replacement in patches:
+            setattr(owner, name, replacement)
+        yield
+    finally:
+        for owner, name, original in saved:
+            setattr(owner, name, original)
+
+
+def atari_hot_path(module, env_id, loss_fn, make_optimizers=None, steps=3, num_envs=2, **arg_overrides):
+    """Run `steps` iterations of an Atari script's hot loop on the "meta" device under `no_host_sync`, as `main` runs
+    them: ε-greedy action selection, a replay write, a sampled batch (n-step 3, so the n-step code runs), the loss
+    `loss_fn(q_network, target_network, data)` with its backward pass and optimiser steps, and the target copy."""
+    import torch
+
+    device = torch.device("meta")
+    envs = module.make_env(env_id, num_envs)
+    space = envs.single_observation_space
+    atari = module.is_atari(envs)
+    args = module.Args(env_id=env_id, **arg_overrides)
+    q_network, target_network = module.QNetwork(envs, args).to(device), module.QNetwork(envs, args).to(device)
+    envs.close()
+    optimizers = make_optimizers(q_network) if make_optimizers else [torch.optim.Adam(q_network.parameters())]
+    rb = module.ReplayBuffer(1000, num_envs, space.shape, torch.uint8 if atari else torch.float32,
+                             space.shape[0] if atari else 0, 3, 0.99, device)  # fmt: skip
+    obs = torch.zeros((num_envs, *space.shape), dtype=torch.uint8 if atari else torch.float32, device=device)
+    step_data = torch.zeros(3, num_envs, device=device)  # rewards, terminated, ends: main's one host-to-device copy
+    with no_host_sync():
+        for _ in range(steps):
+            actions = module.select_actions(q_network, obs, 0.5)
+            rb.add(obs, actions, step_data[0], step_data[1].bool(), step_data[2].bool(), obs)
+            loss = loss_fn(q_network, target_network, rb.sample(8))
+            for optimizer in optimizers:
+                optimizer.zero_grad()
+            loss.backward()
+            for optimizer in optimizers:
+                optimizer.step()
+            for target_param, param in zip(target_network.parameters(), q_network.parameters()):
+                target_param.data.lerp_(param.data, 1.0)
+
+
+def evaluate_checkpoint_twice(module, tmp_path, capsys, **arg_overrides):
+    """Save an untrained CartPole network as a checkpoint, then evaluate it twice in-process with `--eval-checkpoint`,
+    the same `--seed` and ε = 0.5 (so the evaluation's own random draws matter), with other random draws in between.
+    Returns the two printed results, and the returns of the first."""
+    import torch
+
+    envs = module.make_env("CartPole-v1", 1)
+    args = module.Args(env_id="CartPole-v1", **arg_overrides)
+    path = str(tmp_path / "checkpoint.pt")
+    module.save_checkpoint(path, module.QNetwork(envs, args), args)
+    envs.close()
+    lines = []
+    for _ in range(2):
+        torch.rand(3)  # what ran before must not change the evaluation
+        module.main(module.Args(eval_checkpoint=path, eval_episodes=6, eval_epsilon=0.5, seed=3, cuda=False))
+        lines.append(capsys.readouterr().out.strip().splitlines()[-1])
+    return lines[0], lines[1]

@@ -6,7 +6,7 @@ learning on Pendulum for each algorithm."""
 import numpy as np
 import pytest
 import torch
-from conftest import eval_returns, only_run_dir, read_scalars, run_script
+from conftest import eval_returns, no_host_sync, only_run_dir, read_scalars, run_script
 
 import ddpg_td3_sac as ac
 
@@ -204,3 +204,91 @@ def test_learns_pendulum(tmp_path, algo):
     returns = eval_returns(tmp_path)
     print(f"{algo}: eval mean {np.mean(returns):.1f}")
     assert len(returns) == 10 and np.mean(returns) >= -400, returns  # random play scores about −1200
+
+
+@pytest.mark.parametrize("algo", ["ddpg", "td3", "sac"])
+def test_hot_path_has_no_host_sync(algo):
+    """Exploration, replay and every update (critics, actor, temperature, targets) on the "meta" device, standing in
+    for CUDA (see no_host_sync). Mutation run: SAC's Gaussian through torch.distributions.Normal, which validates its
+    arguments, as the script had it before."""
+    device = torch.device("meta")
+    args = ac.resolve_defaults(ac.Args(algo=algo))
+    actor, actor_target, qf_targets = (x.to(device) if not isinstance(x, list) else torch.nn.ModuleList(x).to(device)
+                                       for x in nets(algo))  # fmt: skip
+    qfs = torch.nn.ModuleList(q for q in nets(algo, seed=1)[2]).to(device)
+    log_alpha = torch.zeros((), device=device, requires_grad=True)
+    optimizers = [torch.optim.Adam(m.parameters()) for m in (qfs, actor)] + [torch.optim.Adam([log_alpha])]
+    rb = ac.ReplayBuffer(100, 3, 1, device)
+    obs = torch.zeros(2, 3, device=device)
+    with no_host_sync():
+        for step in range(4):
+            actions = ac.explore(args, actor, obs)
+            rb.add(obs, actions, obs[:, 0], obs[:, 1], obs)
+            data = rb.sample(8)
+            alpha = log_alpha.detach().exp()
+            next_value = ac.next_state_value(args, actor, actor_target, qf_targets, data.next_obs, alpha)
+            qf_loss, _ = ac.critic_loss(args, qfs, data, next_value)
+            optimizers[0].zero_grad()
+            qf_loss.backward()
+            optimizers[0].step()
+            policy_loss, log_prob = ac.actor_loss(args, actor, qfs, data.obs, alpha)
+            optimizers[1].zero_grad()
+            policy_loss.backward()
+            optimizers[1].step()
+            if algo == "sac":
+                temperature_loss = ac.alpha_loss(log_alpha, log_prob, -1.0)
+                optimizers[2].zero_grad()
+                temperature_loss.backward()
+                optimizers[2].step()
+            ac.soft_update(qf_targets, qfs, args.tau)
+            ac.soft_update(actor_target, actor, args.tau)
+
+
+def run_main_counting(monkeypatch, tmp_path, **overrides):
+    """Run main in-process on Pendulum-v1, recording at which critic step each actor update and each target update
+    happened, and the temperature α at each temperature update."""
+    monkeypatch.chdir(tmp_path)
+    critic_steps, actor_updates, target_updates, alphas = [0], [], [], []
+    critic_loss, actor_loss, soft_update, alpha_loss = ac.critic_loss, ac.actor_loss, ac.soft_update, ac.alpha_loss
+
+    def counted_critic_loss(*a, **k):
+        critic_steps[0] += 1
+        return critic_loss(*a, **k)
+
+    def counted_actor_loss(*a, **k):
+        actor_updates.append(critic_steps[0])
+        return actor_loss(*a, **k)
+
+    def counted_soft_update(target, source, tau):
+        target_updates.append((critic_steps[0], "critic" if isinstance(source, torch.nn.ModuleList) else "actor"))
+        return soft_update(target, source, tau)
+
+    def recorded_alpha_loss(log_alpha, *a):
+        alphas.append(log_alpha.exp().item())
+        return alpha_loss(log_alpha, *a)
+
+    monkeypatch.setattr(ac, "critic_loss", counted_critic_loss)
+    monkeypatch.setattr(ac, "actor_loss", counted_actor_loss)
+    monkeypatch.setattr(ac, "soft_update", counted_soft_update)
+    monkeypatch.setattr(ac, "alpha_loss", recorded_alpha_loss)
+    args = ac.Args(env_id="Pendulum-v1", total_timesteps=60, learning_starts=20, batch_size=8, buffer_size=100,
+                   eval_episodes=0, cuda=False, **overrides)  # fmt: skip
+    ac.main(args)
+    return critic_steps[0], actor_updates, target_updates, alphas
+
+
+def test_td3_delays_the_actor_and_target_updates(monkeypatch, tmp_path):
+    """TD3: one actor update and one update of each target per `policy_frequency` = 2 critic steps, after the critic
+    steps 2, 4, 6, ... Mutations run: policy_frequency 1 for TD3, and the targets updated after every critic step."""
+    critic_steps, actor_updates, target_updates, _ = run_main_counting(monkeypatch, tmp_path, algo="td3")
+    assert critic_steps == 40
+    assert actor_updates == list(range(2, 41, 2))
+    assert target_updates == [(k, kind) for k in range(2, 41, 2) for kind in ("critic", "actor")]
+
+
+def test_sac_autotuned_temperature_starts_at_one(monkeypatch, tmp_path):
+    """With --autotune, α starts at 1 (log α = 0), as CleanRL and softlearning. Mutation run: the old start at 0.2."""
+    critic_steps, actor_updates, target_updates, alphas = run_main_counting(monkeypatch, tmp_path, algo="sac")
+    assert critic_steps == 40 and actor_updates == list(range(1, 41))
+    assert alphas[0] == 1.0 and 0.9 < alphas[-1] < 1.0, alphas  # α falls from 1 while the entropy is above −|A|
+    assert [k for k, kind in target_updates] == list(range(1, 41)) and {kind for _, kind in target_updates} == {"critic"}

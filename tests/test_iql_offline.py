@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import eval_returns, only_run_dir, read_scalars, run_script
+from conftest import eval_returns, no_host_sync, only_run_dir, read_scalars, run_script
 
 import iql_offline as iql
 
@@ -169,6 +169,120 @@ def test_bonus_is_larger_off_the_data(kind):
     s = torch.randn(2000, 3)
     on, off = bonus(s, torch.tanh(s[:, :1])), bonus(s, -torch.tanh(s[:, :1]))
     assert (on >= 0).all() and off.mean() > 3 * on.mean(), (on.mean(), off.mean())
+
+
+def constant_critic(q1, q2, v, args):
+    """A Critic whose Q_1, Q_2 and V output the given constants everywhere (zero weights, biases set)."""
+    critic = iql.Critic(3, 1, args)
+    with torch.no_grad():
+        for net, value in ((critic.q1, q1), (critic.q2, q2), (critic.v, v)):
+            net.out.weight.zero_()
+            net.out.bias.fill_(value)
+    return critic
+
+
+def batch(n=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return iql.Transitions(obs=torch.randn(n, 3, generator=g), actions=torch.rand(n, 1, generator=g) * 2 - 1,
+                           rewards=torch.randn(n, generator=g), next_obs=torch.randn(n, 3, generator=g),
+                           terminated=(torch.rand(n, generator=g) < 0.3).float())  # fmt: skip
+
+
+def test_each_loss_reads_the_right_critic():
+    """L_V regresses V(s) onto the *target* critics' min_i Q̂_i(s, a) (Eq. 5); L_Q bootstraps from the *online* V(s')
+    (Eq. 6); the AWR weight uses the target critics' min Q̂ and the online V (Eq. 7). Online and target critics here
+    output different constants, so reading the wrong one, or max in place of min, changes every value.
+    Mutations run: online critic in value_loss and in actor_loss, target V in q_loss, max in place of min."""
+    args = iql.Args(expectile=0.7, beta=0.5, gamma=0.9)
+    online, target = constant_critic(5.0, 6.0, 2.0, args), constant_critic(1.0, 3.0, -4.0, args)
+    data = batch()
+    v_loss, v = iql.value_loss(args, online, target, None, data)
+    # u = min(1, 3) − V(s) = 1 − 2 < 0: weight |τ − 1| = 0.3
+    assert v_loss.item() == pytest.approx(0.3 * (1.0 - 2.0) ** 2) and torch.allclose(v, torch.full((16, 1), 2.0))
+
+    actor = iql.Actor(3, 1, args)
+    q_target = data.rewards + 0.9 * (1 - data.terminated) * 2.0  # online V(s') = 2
+    expected = ((5.0 - q_target) ** 2).mean() + ((6.0 - q_target) ** 2).mean()
+    assert iql.q_loss(args, online, actor, None, data).item() == pytest.approx(expected.item(), rel=1e-6)
+
+    weight = torch.exp(torch.tensor(0.5 * (1.0 - 2.0)))  # exp(β (min Q̂ − V)) = exp(−0.5)
+    expected = -(weight * actor.log_prob(data.obs, data.actions)).mean()
+    assert iql.actor_loss(args, actor, target, online, None, data).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_awr_weight_is_clamped_at_100():
+    """exp(β A) is clipped at `exp_adv_max` = 100 (the paper's code). With A = 10 and β = 3, exp(30) would dominate.
+    Mutation run: the clamp removed."""
+    args = iql.Args(expectile=0.7, beta=3.0)
+    online, target = constant_critic(0.0, 0.0, -10.0, args), constant_critic(0.0, 0.0, 0.0, args)
+    actor = iql.Actor(3, 1, args)
+    data = batch()
+    expected = -(100.0 * actor.log_prob(data.obs, data.actions)).mean()
+    assert iql.actor_loss(args, actor, target, online, None, data).item() == pytest.approx(expected.item(), rel=1e-6)
+    args.deterministic_actor = True
+    actor = iql.Actor(3, 1, args)
+    expected = (100.0 * ((actor(data.obs) - data.actions) ** 2).sum(-1)).mean()
+    assert iql.actor_loss(args, actor, target, online, None, data).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("flags", [{}, {"distributional": True, "d2rl": True, "bonus": "rnd"}, {"bonus": "cvae"}])
+def test_hot_path_has_no_host_sync(flags):
+    """Sampling and the V, Q, actor and target updates on the "meta" device, standing in for CUDA (see no_host_sync).
+    Mutation run: the actor's log-density through torch.distributions.Normal, which validates its arguments, as the
+    script had it before."""
+    device = torch.device("meta")
+    args = iql.Args(expectile=0.7, beta=3.0, **flags)
+    critic, critic_target = iql.Critic(3, 1, args).to(device), iql.Critic(3, 1, args).to(device)
+    actor = iql.Actor(3, 1, args).to(device)
+    bonus = iql.Bonus(args.bonus, 3, 1).to(device) if args.bonus != "none" else None
+    v_optimizer, q_optimizer, actor_optimizer = (torch.optim.Adam(m.parameters()) for m in (critic.v, critic, actor))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(actor_optimizer, 10)
+    dataset = iql.Transitions(*(x.to(device) for x in batch(64)))
+
+    def step(optimizer, loss):
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    with no_host_sync():
+        for _ in range(3):
+            data = iql.Transitions(*(x[torch.randint(64, (8,), device=device)] for x in dataset))
+            step(v_optimizer, iql.value_loss(args, critic, critic_target, bonus, data)[0])
+            step(q_optimizer, iql.q_loss(args, critic, actor, bonus, data))
+            iql.soft_update(critic_target.q1, critic.q1, args.tau)
+            step(actor_optimizer, iql.actor_loss(args, actor, critic_target, critic, bonus, data))
+            schedule.step()
+
+
+def test_d4rl_ant_file_runs_on_the_111_dim_ant(tmp_path):
+    """D4RL's ant files hold 111-dim observations (contact forces included): the name maps to Ant-v4 with
+    use_contact_forces=True. Mutation run: the plain Ant-v4 mapping (27 dims): the shape check stops the run."""
+    import h5py
+
+    n = 50
+    with h5py.File(tmp_path / "ant-medium-v2.hdf5", "w") as f:
+        f["observations"] = np.random.default_rng(0).normal(size=(n, 111)).astype(np.float32)
+        f["actions"] = np.zeros((n, 8), dtype=np.float32)
+        f["rewards"] = np.ones(n, dtype=np.float32)
+        f["terminals"] = np.zeros(n, dtype=bool)
+        f["timeouts"] = np.arange(n) % 25 == 24
+    out = run_script("iql_offline.py", "--dataset", tmp_path / "ant-medium-v2.hdf5", "--total-timesteps", 5,
+                     "--batch-size", 8, "--eval-episodes", 0, cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "eval env Ant-v4 {'use_contact_forces': True}" in out.stdout and "preset locomotion (from the dataset's name)" in out.stdout
+
+
+def test_antmaze_preset_is_inferred_from_the_file_name(tmp_path):
+    """An antmaze file gets the antmaze preset (r − 1, expectile 0.9, β 10) unless --preset says otherwise.
+    Mutation run: the old fixed default, locomotion."""
+    write_hdf5(tmp_path / "antmaze-umaze-v2.hdf5", with_next_obs=True)
+    common = ["--dataset", tmp_path / "antmaze-umaze-v2.hdf5", "--env-id", "Pendulum-v1", "--total-timesteps", 5,
+              "--batch-size", 4, "--eval-episodes", 0]  # fmt: skip
+    out = run_script("iql_offline.py", *common, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "preset antmaze (from the dataset's name)" in out.stdout
+    out = run_script("iql_offline.py", *common, "--preset", "locomotion", cwd=tmp_path)
+    assert out.returncode == 0 and "preset locomotion (given)" in out.stdout, out.stderr
 
 
 def test_missing_dataset_says_how_to_get_it(tmp_path):
