@@ -102,11 +102,11 @@ def no_host_sync():
     def on_device(x):
         return isinstance(x, torch.Tensor) and x.device.type != "cpu"
 
-    def guard_read(name, original):
-        def read(self, *args, **kwargs):
-            if on_device(self):
-                raise AssertionError(f"host sync in the hot path: Tensor.{name} on {self.device}")
-            return original(self, *args, **kwargs)
+    def guard_read(name, original):  # a Tensor method or a torch function whose first argument is read back
+        def read(x, *args, **kwargs):
+            if on_device(x):
+                raise AssertionError(f"host sync in the hot path: {name} on {x.device}")
+            return original(x, *args, **kwargs)
 
         return read
 
@@ -123,18 +123,10 @@ def no_host_sync():
 
         return indexed
 
-    def guard_function(name, original):
-        def call(x, *args, **kwargs):
-            if on_device(x):
-                raise AssertionError(f"host sync in the hot path: torch.{name} on {x.device}")
-            return original(x, *args, **kwargs)
-
-        return call
-
     reads = ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__")
-    patches = [(torch.Tensor, n, guard_read(n, getattr(torch.Tensor, n))) for n in reads]
+    patches = [(torch.Tensor, n, guard_read(f"Tensor.{n}", getattr(torch.Tensor, n))) for n in reads]
     patches += [(torch.Tensor, n, guard_index(n, getattr(torch.Tensor, n))) for n in ("__getitem__", "__setitem__")]
-    patches += [(torch, n, guard_function(n, getattr(torch, n))) for n in ("_is_all_true", "_is_any_true")]
+    patches += [(torch, n, guard_read(f"torch.{n}", getattr(torch, n))) for n in ("_is_all_true", "_is_any_true")]
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     try:
         for owner, name, replacement in patches:
@@ -177,14 +169,14 @@ def atari_hot_path(module, env_id, loss_fn, make_optimizers=None, steps=3, num_e
                 target_param.data.lerp_(param.data, 1.0)
 
 
-def evaluate_checkpoint_twice(module, tmp_path, capsys, **arg_overrides):
+def evaluate_checkpoint_twice(module, tmp_path, capsys):
     """Save an untrained CartPole network as a checkpoint, then evaluate it twice in-process with `--eval-checkpoint`,
     the same `--seed` and ε = 0.5 (so the evaluation's own random draws matter), with other random draws in between.
-    Returns the two printed results, and the returns of the first."""
+    Returns the two printed result lines."""
     import torch
 
     envs = module.make_env("CartPole-v1", 1)
-    args = module.Args(env_id="CartPole-v1", **arg_overrides)
+    args = module.Args(env_id="CartPole-v1")
     path = str(tmp_path / "checkpoint.pt")
     module.save_checkpoint(path, module.QNetwork(envs, args), args)
     envs.close()
