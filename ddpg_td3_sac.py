@@ -10,8 +10,12 @@ Papers: https://arxiv.org/abs/1509.02971, https://arxiv.org/abs/1802.09477, http
 """
 
 import copy
+import getpass
 import os
 import random
+import signal
+import socket
+import sys
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, replace
@@ -44,6 +48,12 @@ class Args:
     """deterministic episodes of the final evaluation (0 skips it)"""
     eval_checkpoint: Optional[str] = None
     """evaluate this saved checkpoint instead of training"""
+    checkpoint_frequency: int = 0
+    """with `--save-model`, also write the checkpoint every this many transitions (0: only at the end), so that a killed
+    run loses at most that many"""
+    threads: Optional[int] = None
+    """torch's CPU threads; None: `OMP_NUM_THREADS` when it is set, else the CPUs this process may run on. Runs that share
+    a machine should each get their share: two threads on a core another process also used ran 2.5-3.5x slower (README)"""
     save_dataset: Optional[str] = None
     """write every finished training episode as a local Minari dataset with this id (e.g. `hopper/td3-replay-v0`)"""
 
@@ -84,6 +94,35 @@ class Args:
     autotune: bool = True
     """SAC: learn α to keep the policy's entropy near target_entropy = −|A| (the SAC paper, v2), starting from α = 1
     (log α = 0, as CleanRL and the authors' softlearning code)"""
+
+
+def check_args(args: Args) -> list[str]:
+    """One line per field outside its range, saying the range; empty when every field is fine. Runs before anything is
+    built, on the fields as given (None: the per-algorithm default)."""
+    rules = [
+        ("num_envs", args.num_envs >= 1, "≥ 1"),
+        ("total_timesteps", args.total_timesteps >= 1, "≥ 1"),
+        ("learning_rate", 0 < args.learning_rate < float("inf"), "> 0 and finite"),
+        ("q_lr", args.q_lr is None or 0 < args.q_lr < float("inf"), "> 0 and finite"),
+        ("buffer_size", args.buffer_size >= 1, "≥ 1"),
+        ("gamma", 0 < args.gamma <= 1, "in (0, 1]"),
+        ("tau", 0 < args.tau <= 1, "in (0, 1]"),
+        ("batch_size", args.batch_size >= 1, "≥ 1"),
+        ("learning_starts", args.learning_starts is None or args.learning_starts >= 0, "≥ 0"),
+        ("policy_frequency", args.policy_frequency is None or args.policy_frequency >= 1, "≥ 1"),
+        ("exploration_noise", args.exploration_noise >= 0, "≥ 0"),
+        ("policy_noise", args.policy_noise >= 0, "≥ 0"),
+        ("noise_clip", args.noise_clip >= 0, "≥ 0"),
+        ("alpha", 0 < args.alpha < float("inf"), "> 0 and finite"),
+        ("eval_episodes", args.eval_episodes >= (1 if args.eval_checkpoint else 0), "≥ 1 with --eval-checkpoint, else ≥ 0"),
+        ("checkpoint_frequency", args.checkpoint_frequency == 0 or (args.checkpoint_frequency > 0 and args.save_model),
+         "≥ 0, and > 0 only with --save-model"),
+        ("threads", args.threads is None or args.threads >= 1, "≥ 1"),
+    ]  # fmt: skip
+    if args.learning_starts is not None and args.learning_starts >= args.total_timesteps and not args.eval_checkpoint:
+        print(f"warning: --learning-starts {args.learning_starts} ≥ --total-timesteps {args.total_timesteps}: no gradient step "
+              f"will be taken", file=sys.stderr)  # fmt: skip
+    return [f"--{name.replace('_', '-')} {getattr(args, name)}: must be {rule}" for name, ok, rule in rules if not ok]
 
 
 def resolve_defaults(args: Args) -> Args:
@@ -290,6 +329,8 @@ def seed_everything(seed: int, torch_deterministic: bool):
 def evaluate(actor, args: Args, device, video_dir=None) -> list[float]:
     """The first episode of each of `eval_episodes` parallel envs with the deterministic action. With `video_dir`,
     each episode's rendering is written as an mp4."""
+    if video_dir:  # frames are rendered off-screen; without this SDL looks for a display and complains
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     envs = make_env(args.env_id, args.eval_episodes, render=video_dir is not None)
     obs, _ = envs.reset(seed=args.seed + 10_000)
     returns, finished = np.zeros(args.eval_episodes), np.zeros(args.eval_episodes, dtype=bool)
@@ -316,18 +357,33 @@ def evaluate(actor, args: Args, device, video_dir=None) -> list[float]:
 
 
 def save_checkpoint(path, actor, qfs, args: Args):
-    """Weights + args, written atomically so an interrupt never leaves a half-written file."""
-    torch.save({"actor": actor.state_dict(), "qfs": qfs.state_dict(), "args": asdict(args)}, path + ".tmp")
+    """Weights + args + the script's name, written atomically so that an interrupt never leaves a half-written file."""
+    checkpoint = {"actor": actor.state_dict(), "qfs": qfs.state_dict(), "args": asdict(args), "script": os.path.basename(__file__)}
+    torch.save(checkpoint, path + ".tmp")
     os.replace(path + ".tmp", path)
 
 
 def load_checkpoint(path, device):
-    checkpoint = torch.load(path, map_location=device, weights_only=True)
-    args = Args(**checkpoint["args"])
-    envs = make_env(args.env_id, 1)
-    actor = Actor(envs, stochastic=args.algo == "sac").to(device)
-    actor.load_state_dict(checkpoint["actor"])
-    envs.close()
+    """The actor and args of a checkpoint this script wrote. Raises ValueError, in one line, on a missing file, one
+    that is not a torch checkpoint (empty, truncated, another format) or one that another script wrote."""
+    script = os.path.basename(__file__)
+    if not os.path.isfile(path):
+        raise ValueError(f"no checkpoint at {path}")
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # EOFError, UnpicklingError or RuntimeError, depending on the damage
+        raise ValueError(f"{path} is not a readable checkpoint (empty, truncated or another format: {type(e).__name__})") from None
+    written_by = checkpoint.get("script") if isinstance(checkpoint, dict) else None
+    if written_by != script:
+        raise ValueError(f"{path} is a checkpoint of {written_by or 'an unknown program'}, not of {script}")
+    try:
+        args = Args(**checkpoint["args"])
+        envs = make_env(args.env_id, 1)
+        actor = Actor(envs, stochastic=args.algo == "sac").to(device)
+        actor.load_state_dict(checkpoint["actor"])
+        envs.close()
+    except (KeyError, TypeError, RuntimeError) as e:  # written by another version of this script
+        raise ValueError(f"{path} does not fit this version of {script}: {str(e).splitlines()[0]}") from None
     return actor, args
 
 
@@ -355,9 +411,13 @@ class EpisodeRecorder:
                 self.current[i] = self.new_episode(next_obs[i])
 
     def write(self, dataset_id, env_id, algo):
-        """Only finished episodes are written; one still running when training stops is dropped."""
+        """Only finished episodes are written; one still running when training stops is dropped. Raises ValueError
+        when none finished."""
         import minari
         from minari.data_collector import EpisodeBuffer
+
+        if not self.episodes:
+            raise ValueError(f"no training episode finished, so no dataset {dataset_id} was written; train for longer")
 
         buffers = [
             EpisodeBuffer(id=k, observations=np.asarray(e["observations"]), actions=np.asarray(e["actions"]),
@@ -365,16 +425,77 @@ class EpisodeRecorder:
                           truncations=list(map(bool, e["truncations"])))  # fmt: skip
             for k, e in enumerate(self.episodes)
         ]
-        return minari.create_dataset_from_buffers(dataset_id, buffers, env=env_id, algorithm_name=f"ddpg_td3_sac.py --algo {algo}")
+        user = getpass.getuser()
+        return minari.create_dataset_from_buffers(
+            dataset_id, buffers, env=env_id, eval_env=env_id, algorithm_name=f"ddpg_td3_sac.py --algo {algo}",
+            author=user, author_email=f"{user}@{socket.gethostname()}", code_permalink="ddpg_td3_sac.py",
+            description=f"every finished training episode of `ddpg_td3_sac.py --algo {algo} --env-id {env_id}`",
+        )  # fmt: skip
+
+
+def fail(*lines, code: int = 2):
+    """Stop with one `error:` line per problem and no traceback: exit status 2 for bad input (as argparse), 1 for a run
+    that failed."""
+    for line in lines:
+        print(f"error: {line}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def default_threads() -> int:
+    """`OMP_NUM_THREADS` when it is set, else the CPUs this process may run on (its share under taskset or SLURM)."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(int(os.environ["OMP_NUM_THREADS"]), 1)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class StopSignal:
+    """Ctrl-C (SIGINT) and SIGTERM (what SLURM, Ray and Kubernetes send) end training at the end of the current step,
+    so that the checkpoint and the dataset get written; `code` is then 128 + the signal's number, the exit status that schedulers
+    expect. A second signal stops at once."""
+
+    def __init__(self):
+        self.code = 0
+        self.previous = {s: signal.signal(s, self.request) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def request(self, signum, frame):
+        if self.code:
+            raise KeyboardInterrupt
+        self.code = 128 + signum
+
+    def restore(self):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
+class LastFinite:
+    """Stops a diverged run. `check` runs at the logging interval, where the losses are read back anyway, so the hot loop
+    gains no host sync: it raises FloatingPointError naming a NaN or infinite loss (or weights), else it keeps a copy of
+    the weights in `networks`, which `--save-model` writes in place of the diverged ones."""
+
+    def __init__(self, *networks):
+        self.networks = copy.deepcopy(networks)
+
+    def check(self, global_step, *networks, **losses):
+        tensors = [*losses.values(), *(p for network in networks for p in network.parameters())]
+        if not torch.stack([t.detach().isfinite().all() for t in tensors]).all():
+            bad = [name for name, loss in losses.items() if not loss.isfinite().all()] or ["the weights"]
+            raise FloatingPointError(f"{bad[0]} became NaN or infinite by step {global_step}: training diverged "
+                                     f"(a learning rate too high, rewards or targets out of scale?)")  # fmt: skip
+        for copied, network in zip(self.networks, networks):
+            copied.load_state_dict(network.state_dict())
 
 
 def main(args: Args) -> None:
+    if problems := check_args(args):
+        fail(*problems)
+    torch.set_num_threads(args.threads or default_threads())
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if args.eval_checkpoint:
-        if not os.path.isfile(args.eval_checkpoint):
-            raise SystemExit(f"error: no checkpoint at {args.eval_checkpoint}")
         seed_everything(args.seed, args.torch_deterministic)
-        actor, ckpt_args = load_checkpoint(args.eval_checkpoint, device)
+        try:
+            actor, ckpt_args = load_checkpoint(args.eval_checkpoint, device)
+        except ValueError as e:
+            fail(str(e))
         ckpt_args.eval_episodes, ckpt_args.seed = args.eval_episodes, args.seed
         returns = evaluate(actor, ckpt_args, device, "videos/eval" if args.capture_video else None)
         print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes: {returns}")
@@ -384,12 +505,13 @@ def main(args: Args) -> None:
         import minari
 
         if args.save_dataset in minari.list_local_datasets():
-            raise SystemExit(f"error: a local Minari dataset {args.save_dataset} already exists; choose another id")
+            fail(f"a local Minari dataset {args.save_dataset} already exists; choose another id")
     try:
         envs = make_env(args.env_id, args.num_envs)
-    except (ValueError, gym.error.Error) as e:
-        raise SystemExit(f"error: {e}")
-    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}-{args.algo}__{args.seed}__{int(time.time())}"
+    except (ValueError, ImportError, gym.error.Error) as e:
+        fail(str(e))
+    # CleanRL's name, plus a random suffix: two runs started in the same second never share a folder
+    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}-{args.algo}__{args.seed}__{int(time.time())}__{os.urandom(3).hex()}"
 
     seed_everything(args.seed, args.torch_deterministic)
 
@@ -397,7 +519,7 @@ def main(args: Args) -> None:
     try:
         rb = ReplayBuffer(args.buffer_size, obs_dim, action_dim, device)
     except MemoryError as e:
-        raise SystemExit(f"error: {e}")
+        fail(str(e))
     print(f"{args.algo}: replay buffer {rb.nbytes / 1e9:.3f} GB on {device}")
 
     actor = Actor(envs, stochastic=args.algo == "sac").to(device)
@@ -410,6 +532,7 @@ def main(args: Args) -> None:
     target_entropy = -float(action_dim)
     log_alpha = torch.tensor(0.0 if args.autotune else float(np.log(args.alpha)), device=device, requires_grad=args.autotune)
     alpha_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr) if args.autotune else None  # CleanRL: the critics' rate
+    last_finite = LastFinite(actor, qfs)
 
     writer = SummaryWriter(f"runs/{run_name}")
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
@@ -424,9 +547,9 @@ def main(args: Args) -> None:
     global_step, gradient_steps = 0, 0
     policy_loss = torch.zeros((), device=device)  # logged before the first actor update when policy_frequency > 1
     start_time = last_print = time.time()
-    last_print_step, interrupted = 0, False
+    last_print_step, failure, stop = 0, None, StopSignal()
     try:
-        while global_step < args.total_timesteps:
+        while global_step < args.total_timesteps and not stop.code:
             if global_step < args.learning_starts:  # uniformly random actions fill the buffer first (all three)
                 actions_np = np.stack([envs.single_action_space.sample() for _ in range(args.num_envs)])
                 actions = torch.as_tensor(actions_np, device=device)
@@ -482,11 +605,14 @@ def main(args: Args) -> None:
                     if args.algo != "sac":
                         soft_update(actor_target, actor, args.tau)
 
-                if gradient_steps % 100 == 0:
+                if gradient_steps % 100 == 0:  # the losses are read back here anyway: stop if they diverged
+                    last_finite.check(global_step, actor, qfs, qf_loss=qf_loss, actor_loss=policy_loss)
                     writer.add_scalar("losses/qf1_loss", qf_loss, global_step)
                     writer.add_scalar("losses/q_values", q_taken.mean(), global_step)
                     writer.add_scalar("losses/actor_loss", policy_loss, global_step)
                     writer.add_scalar("losses/alpha", log_alpha.exp(), global_step)
+            if args.checkpoint_frequency and global_step % args.checkpoint_frequency < args.num_envs:
+                save_checkpoint(model_path, actor, qfs, args)
 
             if time.time() - last_print > 5 or global_step >= args.total_timesteps:
                 sps = (global_step - last_print_step) / (time.time() - last_print)
@@ -496,20 +622,28 @@ def main(args: Args) -> None:
                       f"(last {len(recent_returns)})  grad steps {gradient_steps}", flush=True)  # fmt: skip
                 writer.add_scalar("charts/SPS", sps, global_step)
                 last_print, last_print_step = time.time(), global_step
-    except KeyboardInterrupt:
-        print(f"interrupted at step {global_step}")
-        interrupted = True
+    except FloatingPointError as e:
+        failure = e
     finally:
+        stop.restore()
         envs.close()
         if args.save_model:
-            save_checkpoint(model_path, actor, qfs, args)
-            print(f"model saved to {model_path}")
+            save_checkpoint(model_path, *(last_finite.networks if failure else (actor, qfs)), args)
+            print(f"model saved to {model_path}" + (" (the last finite weights)" if failure else ""))
         if recorder:
-            dataset = recorder.write(args.save_dataset, args.env_id, args.algo)
-            print(f"dataset {args.save_dataset}: {dataset.total_episodes} episodes, {dataset.total_steps} steps")
+            try:
+                dataset = recorder.write(args.save_dataset, args.env_id, args.algo)
+                print(f"dataset {args.save_dataset}: {dataset.total_episodes} episodes, {dataset.total_steps} steps")
+            except ValueError as e:
+                failure = failure or e
         writer.flush()
+    if failure:
+        fail(str(failure), code=1)
+    if stop.code:
+        print(f"stopped by {signal.Signals(stop.code - 128).name} at step {global_step}")
+        raise SystemExit(stop.code)
 
-    if args.eval_episodes > 0 and not interrupted:
+    if args.eval_episodes > 0:
         returns = evaluate(actor, args, device, f"videos/{run_name}" if args.capture_video else None)
         for i, episodic_return in enumerate(returns):
             writer.add_scalar("eval/episodic_return", episodic_return, i)

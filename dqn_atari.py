@@ -8,8 +8,11 @@ the same in c51/qrdqn/iqn/fqf_atari.py. Three flags from the later literature:
 Paper: https://www.nature.com/articles/nature14236
 """
 
+import copy
 import os
 import random
+import signal
+import sys
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -47,6 +50,12 @@ class Args:
     """ε of the evaluation policy (Dopamine / Rainbow; Nature used 0.05)"""
     eval_checkpoint: Optional[str] = None
     """evaluate this saved checkpoint instead of training"""
+    checkpoint_frequency: int = 0
+    """with `--save-model`, also write the checkpoint every this many transitions (0: only at the end), so that a killed
+    run loses at most that many"""
+    threads: Optional[int] = None
+    """torch's CPU threads; None: `OMP_NUM_THREADS` when it is set, else the CPUs this process may run on. Runs that share
+    a machine should each get their share: two threads on a core another process also used ran 2.5-3.5x slower (README)"""
 
     env_id: str = "BreakoutNoFrameskip-v4"
     """an ALE id (ale-py's C++ AtariVectorEnv) or a gymnasium id with a flat Box observation (MLP torso)"""
@@ -93,6 +102,37 @@ class Args:
     Dopamine's JAX DQN default (`loss_type='mse'`, also in its dqn_acrobot.gin). Neither wins everywhere: on Acrobot-v1
     (Dopamine's recipe) huber's greedy policy stalled at rest on 2 of 4 seeds, mse on none; on CartPole-v1 (the tests'
     recipe) mse evaluated at 142 and 183 where huber reached 500 (seeds 1, 2). See the README's results"""
+
+
+def check_args(args: Args) -> list[str]:
+    """One line per field outside its range, saying the range; empty when every field is fine. Runs before anything is
+    built. (The replay buffer checks its own minimum size, which depends on the env.)"""
+    rules = [
+        ("num_envs", args.num_envs >= 1, "≥ 1"),
+        ("total_timesteps", args.total_timesteps >= 1, "≥ 1"),
+        ("learning_rate", 0 < args.learning_rate < float("inf"), "> 0 and finite"),
+        ("adam_eps", args.adam_eps > 0, "> 0"),
+        ("buffer_size", args.buffer_size >= 1, "≥ 1"),
+        ("gamma", 0 < args.gamma <= 1, "in (0, 1]"),
+        ("tau", 0 < args.tau <= 1, "in (0, 1]"),
+        ("target_network_frequency", args.target_network_frequency >= 1, "≥ 1"),
+        ("batch_size", args.batch_size >= 1, "≥ 1"),
+        ("start_e", 0 <= args.start_e <= 1, "in [0, 1]"),
+        ("end_e", 0 <= args.end_e <= 1, "in [0, 1]"),
+        ("exploration_fraction", 0 <= args.exploration_fraction <= 1, "in [0, 1]"),
+        ("learning_starts", args.learning_starts >= 0, "≥ 0"),
+        ("train_frequency", args.train_frequency >= 1, "≥ 1"),
+        ("n_step", args.n_step >= 1, "≥ 1"),
+        ("eval_episodes", args.eval_episodes >= (1 if args.eval_checkpoint else 0), "≥ 1 with --eval-checkpoint, else ≥ 0"),
+        ("eval_epsilon", 0 <= args.eval_epsilon <= 1, "in [0, 1]"),
+        ("checkpoint_frequency", args.checkpoint_frequency == 0 or (args.checkpoint_frequency > 0 and args.save_model),
+         "≥ 0, and > 0 only with --save-model"),
+        ("threads", args.threads is None or args.threads >= 1, "≥ 1"),
+    ]  # fmt: skip
+    if args.learning_starts >= args.total_timesteps and not args.eval_checkpoint:
+        print(f"warning: --learning-starts {args.learning_starts} ≥ --total-timesteps {args.total_timesteps}: no gradient step "
+              f"will be taken", file=sys.stderr)  # fmt: skip
+    return [f"--{name.replace('_', '-')} {getattr(args, name)}: must be {rule}" for name, ok, rule in rules if not ok]
 
 
 def make_env(env_id: str, num_envs: int, render: bool = False) -> gym.vector.VectorEnv:
@@ -159,7 +199,8 @@ class ReplayBuffer:
         frame_shape = obs_shape[1:] if frame_stack else obs_shape
         self.size = buffer_size // num_envs  # slots per env
         if self.size <= self.history + n_step:
-            raise ValueError(f"--buffer-size {buffer_size} is too small for {num_envs} envs")
+            raise ValueError(f"--buffer-size {buffer_size}: must be ≥ {num_envs * (self.history + n_step + 1)} for "
+                             f"{num_envs} envs, {self.history} frames and n-step {n_step}")  # fmt: skip
         frame_bytes = int(np.prod(frame_shape)) * torch.empty(0, dtype=obs_dtype).element_size()
         self.nbytes = num_envs * self.size * (frame_bytes + 8 + 4 + 1 + 1 + 1 + 1)  # frame, action, reward, 4 bytes below
         free = free_memory(device)
@@ -310,6 +351,8 @@ def seed_everything(seed: int, torch_deterministic: bool):
 def evaluate(q_network, args: Args, device, video_dir=None) -> list[float]:
     """The first whole game of each of `eval_episodes` parallel envs, with ε = `eval_epsilon`. With `video_dir`,
     each game is written as an mp4: what the agent sees on Atari (its 84x84 frames), the rendering otherwise."""
+    if video_dir:  # frames are rendered off-screen; without this SDL looks for a display and complains
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     envs = make_env(args.env_id, args.eval_episodes, render=video_dir is not None)
     obs, _ = envs.reset(seed=args.seed + 10_000)
     returns, finished = np.zeros(args.eval_episodes), np.zeros(args.eval_episodes, dtype=bool)
@@ -335,37 +378,109 @@ def evaluate(q_network, args: Args, device, video_dir=None) -> list[float]:
 
 
 def save_checkpoint(path, q_network, args: Args):
-    """Weights + args, written atomically so an interrupt never leaves a half-written file."""
-    torch.save({"model": q_network.state_dict(), "args": asdict(args)}, path + ".tmp")
+    """Weights + args + the script's name, written atomically so that an interrupt never leaves a half-written file."""
+    checkpoint = {"model": q_network.state_dict(), "args": asdict(args), "script": os.path.basename(__file__)}
+    torch.save(checkpoint, path + ".tmp")
     os.replace(path + ".tmp", path)
 
 
 def load_checkpoint(path, device):
-    checkpoint = torch.load(path, map_location=device, weights_only=True)
-    args = Args(**checkpoint["args"])
-    envs = make_env(args.env_id, 1)
-    q_network = QNetwork(envs, args).to(device)
-    q_network.load_state_dict(checkpoint["model"])
-    envs.close()
+    """The network and args of a checkpoint this script wrote. Raises ValueError, in one line, on a missing file, one
+    that is not a torch checkpoint (empty, truncated, another format) or one that another script wrote."""
+    script = os.path.basename(__file__)
+    if not os.path.isfile(path):
+        raise ValueError(f"no checkpoint at {path}")
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # EOFError, UnpicklingError or RuntimeError, depending on the damage
+        raise ValueError(f"{path} is not a readable checkpoint (empty, truncated or another format: {type(e).__name__})") from None
+    written_by = checkpoint.get("script") if isinstance(checkpoint, dict) else None
+    if written_by != script:
+        raise ValueError(f"{path} is a checkpoint of {written_by or 'an unknown program'}, not of {script}")
+    try:
+        args = Args(**checkpoint["args"])
+        envs = make_env(args.env_id, 1)
+        q_network = QNetwork(envs, args).to(device)
+        q_network.load_state_dict(checkpoint["model"])
+        envs.close()
+    except (KeyError, TypeError, RuntimeError) as e:  # written by another version of this script
+        raise ValueError(f"{path} does not fit this version of {script}: {str(e).splitlines()[0]}") from None
     return q_network, args
 
 
+def fail(*lines, code: int = 2):
+    """Stop with one `error:` line per problem and no traceback: exit status 2 for bad input (as argparse), 1 for a run
+    that failed."""
+    for line in lines:
+        print(f"error: {line}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def default_threads() -> int:
+    """`OMP_NUM_THREADS` when it is set, else the CPUs this process may run on (its share under taskset or SLURM)."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(int(os.environ["OMP_NUM_THREADS"]), 1)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class StopSignal:
+    """Ctrl-C (SIGINT) and SIGTERM (what SLURM, Ray and Kubernetes send) end training at the end of the current step,
+    so that the checkpoint gets written; `code` is then 128 + the signal's number, the exit status that schedulers
+    expect. A second signal stops at once."""
+
+    def __init__(self):
+        self.code = 0
+        self.previous = {s: signal.signal(s, self.request) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def request(self, signum, frame):
+        if self.code:
+            raise KeyboardInterrupt
+        self.code = 128 + signum
+
+    def restore(self):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
+class LastFinite:
+    """Stops a diverged run. `check` runs at the logging interval, where the losses are read back anyway, so the hot loop
+    gains no host sync: it raises FloatingPointError naming a NaN or infinite loss (or weights), else it keeps a copy of
+    the weights in `networks`, which `--save-model` writes in place of the diverged ones."""
+
+    def __init__(self, *networks):
+        self.networks = copy.deepcopy(networks)
+
+    def check(self, global_step, *networks, **losses):
+        tensors = [*losses.values(), *(p for network in networks for p in network.parameters())]
+        if not torch.stack([t.detach().isfinite().all() for t in tensors]).all():
+            bad = [name for name, loss in losses.items() if not loss.isfinite().all()] or ["the weights"]
+            raise FloatingPointError(f"{bad[0]} became NaN or infinite by step {global_step}: training diverged "
+                                     f"(a learning rate too high, rewards or targets out of scale?)")  # fmt: skip
+        for copied, network in zip(self.networks, networks):
+            copied.load_state_dict(network.state_dict())
+
+
 def main(args: Args) -> None:
+    if problems := check_args(args):
+        fail(*problems)
+    torch.set_num_threads(args.threads or default_threads())
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if args.eval_checkpoint:
-        if not os.path.isfile(args.eval_checkpoint):
-            raise SystemExit(f"error: no checkpoint at {args.eval_checkpoint}")
         seed_everything(args.seed, args.torch_deterministic)
-        q_network, ckpt_args = load_checkpoint(args.eval_checkpoint, device)
+        try:
+            q_network, ckpt_args = load_checkpoint(args.eval_checkpoint, device)
+        except ValueError as e:
+            fail(str(e))
         ckpt_args.eval_episodes, ckpt_args.eval_epsilon, ckpt_args.seed = args.eval_episodes, args.eval_epsilon, args.seed
         returns = evaluate(q_network, ckpt_args, device, "videos/eval" if args.capture_video else None)
         print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes: {returns}")
         return
     try:
         envs = make_env(args.env_id, args.num_envs)
-    except (ValueError, gym.error.Error) as e:
-        raise SystemExit(f"error: {e}")
-    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    except (ValueError, ImportError, gym.error.Error) as e:
+        fail(str(e))
+    # CleanRL's name, plus a random suffix: two runs started in the same second never share a folder
+    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}__{os.urandom(3).hex()}"
 
     seed_everything(args.seed, args.torch_deterministic)
 
@@ -377,13 +492,14 @@ def main(args: Args) -> None:
             obs_space.shape[0] if atari else 0, args.n_step, args.gamma, device,
         )  # fmt: skip
     except (ValueError, MemoryError) as e:
-        raise SystemExit(f"error: {e}")
+        fail(str(e))
     print(f"replay buffer: {rb.nbytes / 1e9:.3f} GB on {device} ({rb.nbytes / args.buffer_size:.0f} bytes per transition)")
 
     q_network = QNetwork(envs, args).to(device)
     optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, eps=args.adam_eps)
     target_network = QNetwork(envs, args).to(device)
     target_network.load_state_dict(q_network.state_dict())
+    last_finite = LastFinite(q_network)
 
     writer = SummaryWriter(f"runs/{run_name}")
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
@@ -396,9 +512,9 @@ def main(args: Args) -> None:
     recent_returns = deque(maxlen=20)
     global_step, gradient_steps = 0, 0
     start_time = last_print = time.time()
-    last_print_step, interrupted = 0, False
+    last_print_step, failure, stop = 0, None, StopSignal()
     try:
-        while global_step < args.total_timesteps:
+        while global_step < args.total_timesteps and not stop.code:
             epsilon = linear_schedule(args.start_e, args.end_e, args.exploration_fraction * args.total_timesteps, global_step)
             actions = select_actions(q_network, obs, epsilon)
             next_obs_np, rewards, terminations, truncations, infos = envs.step(actions.cpu().numpy())
@@ -435,13 +551,16 @@ def main(args: Args) -> None:
                 loss.backward()
                 optimizer.step()
                 gradient_steps += 1
-                if gradient_steps % 100 == 0:
+                if gradient_steps % 100 == 0:  # the loss is read back here anyway: stop if it diverged
+                    last_finite.check(global_step, q_network, td_loss=loss)
                     writer.add_scalar("losses/td_loss", loss, global_step)
                     writer.add_scalar("losses/q_values", q_taken.mean(), global_step)
             # target update when this step crossed a multiple of target_network_frequency
             if global_step > args.learning_starts and global_step % args.target_network_frequency < args.num_envs:
                 for target_param, param in zip(target_network.parameters(), q_network.parameters()):  # τ = 1: exact copy
                     target_param.data.lerp_(param.data, args.tau)
+            if args.checkpoint_frequency and global_step % args.checkpoint_frequency < args.num_envs:
+                save_checkpoint(model_path, q_network, args)
 
             if time.time() - last_print > 5 or global_step >= args.total_timesteps:
                 sps = (global_step - last_print_step) / (time.time() - last_print)
@@ -452,17 +571,22 @@ def main(args: Args) -> None:
                 writer.add_scalar("charts/SPS", sps, global_step)
                 writer.add_scalar("charts/epsilon", epsilon, global_step)
                 last_print, last_print_step = time.time(), global_step
-    except KeyboardInterrupt:
-        print(f"interrupted at step {global_step}")
-        interrupted = True
+    except FloatingPointError as e:
+        failure = e
     finally:
+        stop.restore()
         envs.close()
         if args.save_model:
-            save_checkpoint(model_path, q_network, args)
-            print(f"model saved to {model_path}")
+            save_checkpoint(model_path, *(last_finite.networks if failure else (q_network,)), args)
+            print(f"model saved to {model_path}" + (" (the last finite weights)" if failure else ""))
         writer.flush()
+    if failure:
+        fail(str(failure), code=1)
+    if stop.code:
+        print(f"stopped by {signal.Signals(stop.code - 128).name} at step {global_step}")
+        raise SystemExit(stop.code)
 
-    if args.eval_episodes > 0 and not interrupted:
+    if args.eval_episodes > 0:
         returns = evaluate(q_network, args, device, f"videos/{run_name}" if args.capture_video else None)
         for i, episodic_return in enumerate(returns):
             writer.add_scalar("eval/episodic_return", episodic_return, i)

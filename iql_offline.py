@@ -9,8 +9,11 @@ heads for Q and V (`--distributional`).
 Paper: https://arxiv.org/abs/2110.06169
 """
 
+import copy
 import os
 import random
+import signal
+import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Literal, NamedTuple, Optional
@@ -42,6 +45,12 @@ class Args:
     """deterministic episodes of the final evaluation (0 skips it; the paper averages 10)"""
     eval_checkpoint: Optional[str] = None
     """evaluate this saved checkpoint instead of training"""
+    checkpoint_frequency: int = 0
+    """with `--save-model`, also write the checkpoint every this many gradient steps (0: only at the end), so that a
+    killed run loses at most that many"""
+    threads: Optional[int] = None
+    """torch's CPU threads; None: `OMP_NUM_THREADS` when it is set, else the CPUs this process may run on. Runs that share
+    a machine should each get their share: two threads on a core another process also used ran 2.5-3.5x slower (README)"""
 
     dataset: str = "mujoco/halfcheetah/medium-v0"
     """a Minari dataset id, or a path to a D4RL-style .hdf5 file"""
@@ -89,6 +98,29 @@ class Args:
     """quantiles per head with `--distributional`"""
 
 
+def check_args(args: Args) -> list[str]:
+    """One line per field outside its range, saying the range; empty when every field is fine. Runs before anything is
+    loaded, on the fields as given (None: the preset's default)."""
+    rules = [
+        ("total_timesteps", args.total_timesteps >= 1, "≥ 1"),
+        ("learning_rate", 0 < args.learning_rate < float("inf"), "> 0 and finite"),
+        ("batch_size", args.batch_size >= 1, "≥ 1"),
+        ("gamma", 0 < args.gamma <= 1, "in (0, 1]"),
+        ("tau", 0 < args.tau <= 1, "in (0, 1]"),
+        ("expectile", args.expectile is None or 0 < args.expectile < 1, "in (0, 1)"),
+        ("beta", args.beta is None or 0 <= args.beta < float("inf"), "≥ 0 and finite"),
+        ("exp_adv_max", args.exp_adv_max > 0, "> 0"),
+        ("bonus_coef", args.bonus_coef >= 0, "≥ 0"),
+        ("bonus_pretrain_steps", args.bonus_pretrain_steps >= (1 if args.bonus != "none" else 0), "≥ 1 with --bonus, else ≥ 0"),
+        ("n_quantiles", args.n_quantiles >= 1, "≥ 1"),
+        ("eval_episodes", args.eval_episodes >= (1 if args.eval_checkpoint else 0), "≥ 1 with --eval-checkpoint, else ≥ 0"),
+        ("checkpoint_frequency", args.checkpoint_frequency == 0 or (args.checkpoint_frequency > 0 and args.save_model),
+         "≥ 0, and > 0 only with --save-model"),
+        ("threads", args.threads is None or args.threads >= 1, "≥ 1"),
+    ]  # fmt: skip
+    return [f"--{name.replace('_', '-')} {getattr(args, name)}: must be {rule}" for name, ok, rule in rules if not ok]
+
+
 D4RL_ENV_IDS = {"halfcheetah": "HalfCheetah-v4", "hopper": "Hopper-v4", "walker2d": "Walker2d-v4", "ant": "Ant-v4"}
 D4RL_ENV_KWARGS = {"ant": {"use_contact_forces": True}}  # D4RL's ant observes its contact forces: 111 dims, not 27
 # D4RL's reference returns (d4rl/infos.py): random and expert policies, for the normalised score
@@ -127,6 +159,18 @@ def split_episodes(ends: np.ndarray) -> list[slice]:
     return [slice(a, b) for a, b in zip(starts, stops) if b > a]
 
 
+def check_arrays(source: str, arrays: dict) -> None:
+    """Raises ValueError naming the first array that is empty, whose length differs from the first's, or that holds NaN
+    or infinite values (with their count): each would otherwise surface as a NaN loss or an IndexError later."""
+    length = len(next(iter(arrays.values())))
+    for key, array in arrays.items():
+        if len(array) == 0 or len(array) != length:
+            raise ValueError(f"{source}: {key!r} has {len(array)} entries" + ("" if len(array) == 0 else f", the others {length}"))
+        bad = np.count_nonzero(~np.isfinite(array))
+        if bad:
+            raise ValueError(f"{source}: {key!r} holds {bad} NaN or infinite values (of {array.size})")
+
+
 def load_hdf5(path: str, env_id: Optional[str]) -> Dataset:
     """A D4RL-style file: `observations`, `actions`, `rewards`, `terminals`, `timeouts`, optional `next_observations`.
     An episode ends at a terminal or a timeout. A terminal does not bootstrap; a timeout does, from the next
@@ -134,11 +178,16 @@ def load_hdf5(path: str, env_id: Optional[str]) -> Dataset:
     that timed out has no known next observation and is dropped, so no transition crosses an episode boundary."""
     import h5py
 
-    with h5py.File(path, "r") as f:
-        data = {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+    try:
+        with h5py.File(path, "r") as f:
+            data = {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+    except OSError as e:  # an empty, truncated or non-hdf5 file
+        raise ValueError(f"{path} is not a readable hdf5 file ({e})") from None
     missing = {"observations", "actions", "rewards", "terminals", "timeouts"} - set(data)
     if missing:
         raise ValueError(f"{path} lacks the D4RL keys {sorted(missing)}")
+    keys = ["observations", "actions", "rewards", "terminals", "timeouts"] + (["next_observations"] if "next_observations" in data else [])
+    check_arrays(path, {k: data[k] for k in keys})
     terminals, timeouts = data["terminals"].astype(bool), data["timeouts"].astype(bool)
     ends = terminals | timeouts
     ends[-1] = True
@@ -176,11 +225,16 @@ def load_minari(dataset_id: str, env_id: Optional[str]) -> Dataset:
         rewards.append(episode.rewards)
         terminated.append(episode.terminations)
         returns.append(episode.rewards.sum())
+    if not returns:
+        raise ValueError(f"the Minari dataset {dataset_id} holds no episodes")
+    arrays = dict(zip(["observations", "actions", "rewards", "next_observations", "terminations"],
+                      map(np.concatenate, (obs, actions, rewards, next_obs, terminated))))  # fmt: skip
+    check_arrays(f"the Minari dataset {dataset_id}", arrays)
     if env_id is None:
         env_id = dataset.spec.env_spec.id if dataset.spec.env_spec is not None else None
     low, high = (dataset.storage.metadata.get(k) for k in ("ref_min_score", "ref_max_score"))
     ref = (low, high) if low is not None and high is not None else None
-    return Dataset(*map(np.concatenate, (obs, actions, rewards, next_obs, terminated)), np.array(returns), env_id, {}, ref)
+    return Dataset(*arrays.values(), np.array(returns), env_id, {}, ref)
 
 
 def load_dataset(args: Args) -> Dataset:
@@ -363,6 +417,8 @@ def seed_everything(seed: int, torch_deterministic: bool):
 
 def evaluate(actor, args: Args, env, norm, action_scale, device, video_dir=None) -> list[float]:
     """The first episode of each of `eval_episodes` parallel envs with the mean action; `env` is (env_id, env_kwargs)."""
+    if video_dir:  # frames are rendered off-screen; without this SDL looks for a display and complains
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     envs = gym.make_vec(env[0], args.eval_episodes, vectorization_mode="sync", render_mode="rgb_array" if video_dir else None,
                         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}, **env[1])  # fmt: skip
     obs, _ = envs.reset(seed=args.seed + 10_000)
@@ -395,27 +451,97 @@ def save_checkpoint(path, actor, critic, norm, action_scale, env, args: Args):
     """Weights, normalisers, the eval env (id and kwargs) and args, written atomically."""
     extras = {"obs_mean": norm[0], "obs_std": norm[1], "action_scale": action_scale[0], "action_bias": action_scale[1]}
     checkpoint = {"actor": actor.state_dict(), "critic": critic.state_dict(), "env_id": env[0], "env_kwargs": env[1],
-                  "args": asdict(args), **extras}  # fmt: skip
+                  "args": asdict(args), "script": os.path.basename(__file__), **extras}  # fmt: skip
     torch.save(checkpoint, path + ".tmp")
     os.replace(path + ".tmp", path)
 
 
 def load_checkpoint(path, device):
-    ckpt = torch.load(path, map_location=device, weights_only=True)
-    args = Args(**ckpt["args"])
-    actor = Actor(ckpt["obs_mean"].shape[-1], ckpt["action_scale"].shape[-1], args).to(device)
-    actor.load_state_dict(ckpt["actor"])
+    """The actor, args, eval env and normalisers of a checkpoint this script wrote. Raises ValueError, in one line, on a
+    missing file, one that is not a torch checkpoint (empty, truncated, another format) or one that another script wrote."""
+    script = os.path.basename(__file__)
+    if not os.path.isfile(path):
+        raise ValueError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # EOFError, UnpicklingError or RuntimeError, depending on the damage
+        raise ValueError(f"{path} is not a readable checkpoint (empty, truncated or another format: {type(e).__name__})") from None
+    written_by = ckpt.get("script") if isinstance(ckpt, dict) else None
+    if written_by != script:
+        raise ValueError(f"{path} is a checkpoint of {written_by or 'an unknown program'}, not of {script}")
+    try:
+        args = Args(**ckpt["args"])
+        actor = Actor(ckpt["obs_mean"].shape[-1], ckpt["action_scale"].shape[-1], args).to(device)
+        actor.load_state_dict(ckpt["actor"])
+    except (KeyError, TypeError, RuntimeError) as e:  # written by another version of this script
+        raise ValueError(f"{path} does not fit this version of {script}: {str(e).splitlines()[0]}") from None
     env = (ckpt["env_id"], ckpt.get("env_kwargs", {}))
     return actor, args, env, (ckpt["obs_mean"], ckpt["obs_std"]), (ckpt["action_scale"], ckpt["action_bias"])
 
 
+def fail(*lines, code: int = 2):
+    """Stop with one `error:` line per problem and no traceback: exit status 2 for bad input (as argparse), 1 for a run
+    that failed."""
+    for line in lines:
+        print(f"error: {line}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def default_threads() -> int:
+    """`OMP_NUM_THREADS` when it is set, else the CPUs this process may run on (its share under taskset or SLURM)."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(int(os.environ["OMP_NUM_THREADS"]), 1)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class StopSignal:
+    """Ctrl-C (SIGINT) and SIGTERM (what SLURM, Ray and Kubernetes send) end training at the end of the current step,
+    so that the checkpoint gets written; `code` is then 128 + the signal's number, the exit status that schedulers
+    expect. A second signal stops at once."""
+
+    def __init__(self):
+        self.code = 0
+        self.previous = {s: signal.signal(s, self.request) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def request(self, signum, frame):
+        if self.code:
+            raise KeyboardInterrupt
+        self.code = 128 + signum
+
+    def restore(self):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
+class LastFinite:
+    """Stops a diverged run. `check` runs at the logging interval, where the losses are read back anyway, so the hot loop
+    gains no host sync: it raises FloatingPointError naming a NaN or infinite loss (or weights), else it keeps a copy of
+    the weights in `networks`, which `--save-model` writes in place of the diverged ones."""
+
+    def __init__(self, *networks):
+        self.networks = copy.deepcopy(networks)
+
+    def check(self, global_step, *networks, **losses):
+        tensors = [*losses.values(), *(p for network in networks for p in network.parameters())]
+        if not torch.stack([t.detach().isfinite().all() for t in tensors]).all():
+            bad = [name for name, loss in losses.items() if not loss.isfinite().all()] or ["the weights"]
+            raise FloatingPointError(f"{bad[0]} became NaN or infinite by step {global_step}: training diverged "
+                                     f"(a learning rate too high, rewards or targets out of scale?)")  # fmt: skip
+        for copied, network in zip(self.networks, networks):
+            copied.load_state_dict(network.state_dict())
+
+
 def main(args: Args) -> None:
+    if problems := check_args(args):
+        fail(*problems)
+    torch.set_num_threads(args.threads or default_threads())
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if args.eval_checkpoint:
-        if not os.path.isfile(args.eval_checkpoint):
-            raise SystemExit(f"error: no checkpoint at {args.eval_checkpoint}")
         seed_everything(args.seed, args.torch_deterministic)
-        actor, ckpt_args, env, norm, action_scale = load_checkpoint(args.eval_checkpoint, device)
+        try:
+            actor, ckpt_args, env, norm, action_scale = load_checkpoint(args.eval_checkpoint, device)
+        except ValueError as e:
+            fail(str(e))
         ckpt_args.eval_episodes, ckpt_args.seed = args.eval_episodes, args.seed
         returns = evaluate(actor, ckpt_args, env, norm, action_scale, device, "videos/eval" if args.capture_video else None)
         print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes: {returns}")
@@ -433,14 +559,15 @@ def main(args: Args) -> None:
         eval_env = gym.make(spec, **data.env_kwargs)
         action_space = eval_env.action_space
         eval_env.close()
-    except (FileNotFoundError, ValueError, gym.error.Error) as e:
-        raise SystemExit(f"error: {e}")
+    except (FileNotFoundError, ValueError, ImportError, gym.error.Error) as e:
+        fail(str(e))
     if not isinstance(action_space, gym.spaces.Box):
-        raise SystemExit(f"error: {data.env_id} has action space {action_space}; IQL here needs a Box action space")
+        fail(f"{data.env_id} has action space {action_space}; IQL here needs a Box action space")
     if data.obs.shape[1:] != eval_env.observation_space.shape or data.actions.shape[1:] != action_space.shape:
-        raise SystemExit(f"error: the dataset's observations {data.obs.shape[1:]} / actions {data.actions.shape[1:]} do not "
-                         f"match {data.env_id}'s {eval_env.observation_space.shape} / {action_space.shape}")  # fmt: skip
-    run_name = f"{data.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        fail(f"the dataset's observations {data.obs.shape[1:]} / actions {data.actions.shape[1:]} do not "
+             f"match {data.env_id}'s {eval_env.observation_space.shape} / {action_space.shape}")  # fmt: skip
+    # CleanRL's name, plus a random suffix: two runs started in the same second never share a folder
+    run_name = f"{data.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}__{os.urandom(3).hex()}"
 
     seed_everything(args.seed, args.torch_deterministic)
 
@@ -479,6 +606,7 @@ def main(args: Args) -> None:
     v_optimizer = torch.optim.Adam(critic.v.parameters(), lr=args.learning_rate)
     actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate)
     actor_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(actor_optimizer, args.total_timesteps)  # the paper's code
+    last_finite = LastFinite(actor, critic)
 
     def sample():
         idx = torch.randint(n, (args.batch_size,), device=device)
@@ -502,9 +630,9 @@ def main(args: Args) -> None:
         print(f"bonus {args.bonus}: fitted in {args.bonus_pretrain_steps} steps, mean dataset bonus {bonus.scale.item():.4g} (→ 1)")
 
     start_time = last_print = time.time()
-    step, last_print_step, interrupted = 0, 0, False
+    step, last_print_step, failure, stop = 0, 0, None, StopSignal()
     try:
-        while step < args.total_timesteps:
+        while step < args.total_timesteps and not stop.code:
             batch = sample()
             v_loss, v = value_loss(args, critic, critic_target, bonus, batch)
             v_optimizer.zero_grad()
@@ -525,27 +653,36 @@ def main(args: Args) -> None:
             actor_schedule.step()
             step += 1
 
-            if step % 100 == 0:
+            if step % 100 == 0:  # the losses are read back here anyway: stop if they diverged
+                last_finite.check(step, actor, critic, value_loss=v_loss, q_loss=loss_q, actor_loss=policy_loss)
                 writer.add_scalar("losses/value_loss", v_loss, step)
                 writer.add_scalar("losses/q_loss", loss_q, step)
                 writer.add_scalar("losses/actor_loss", policy_loss, step)
                 writer.add_scalar("losses/v_values", v.mean(), step)
+            if args.checkpoint_frequency and step % args.checkpoint_frequency == 0:
+                save_checkpoint(model_path, actor, critic, norm, (action_scale, action_bias), (data.env_id, data.env_kwargs), args)
             if time.time() - last_print > 5 or step >= args.total_timesteps:
                 sps = (step - last_print_step) / (time.time() - last_print)
                 print(f"step {step}/{args.total_timesteps}  {sps:.0f} gradient steps/s  "
                       f"ETA {(args.total_timesteps - step) / max(sps, 1e-9) / 60:.1f} min", flush=True)  # fmt: skip
                 writer.add_scalar("charts/SPS", sps, step)
                 last_print, last_print_step = time.time(), step
-    except KeyboardInterrupt:
-        print(f"interrupted at step {step}")
-        interrupted = True
+    except FloatingPointError as e:
+        failure = e
     finally:
+        stop.restore()
         if args.save_model:
-            save_checkpoint(model_path, actor, critic, norm, (action_scale, action_bias), (data.env_id, data.env_kwargs), args)
-            print(f"model saved to {model_path}")
+            networks = last_finite.networks if failure else (actor, critic)
+            save_checkpoint(model_path, *networks, norm, (action_scale, action_bias), (data.env_id, data.env_kwargs), args)
+            print(f"model saved to {model_path}" + (" (the last finite weights)" if failure else ""))
         writer.flush()
+    if failure:
+        fail(str(failure), code=1)
+    if stop.code:
+        print(f"stopped by {signal.Signals(stop.code - 128).name} at step {step}")
+        raise SystemExit(stop.code)
 
-    if args.eval_episodes > 0 and not interrupted:
+    if args.eval_episodes > 0:
         returns = evaluate(actor, args, (data.env_id, data.env_kwargs), norm, (action_scale, action_bias), device,
                            f"videos/{run_name}" if args.capture_video else None)  # fmt: skip
         for i, episodic_return in enumerate(returns):

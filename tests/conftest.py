@@ -186,3 +186,127 @@ def evaluate_checkpoint_twice(module, tmp_path, capsys):
         module.main(module.Args(eval_checkpoint=path, eval_episodes=6, eval_epsilon=0.5, seed=3, cuda=False))
         lines.append(capsys.readouterr().out.strip().splitlines()[-1])
     return lines[0], lines[1]
+
+
+def run_main(module, *argv, cwd, monkeypatch, capsys):
+    """`python <module>.py argv...` in-process (no second interpreter to start), on CPU, in `cwd`. Returns the exit
+    status, stdout and stderr."""
+    import tyro
+
+    monkeypatch.chdir(cwd)
+    try:
+        module.main(tyro.cli(module.Args, args=[*map(str, argv), "--no-cuda"]))
+        status = 0
+    except SystemExit as e:
+        status = e.code
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+# put before the flags of a bad-input test, so that a check that fails to reject its input ends in seconds, not 10M steps
+QUICK = ["--env-id", "CartPole-v1", "--total-timesteps", 50, "--learning-starts", 10]
+
+
+def assert_one_line_error(result, message, cwd, status=2):
+    """The run stopped with `status`, one `error:` line holding `message` and no traceback; input rejected before
+    training (status 2) leaves no `runs/` folder behind."""
+    code, _, err = result
+    assert code == status, (code, err)
+    assert message in err and "Traceback" not in err, err
+    assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1, err
+    if status == 2:
+        assert not (Path(cwd) / "runs").exists(), "nothing may be written before the input is checked"
+
+
+# bad values of the fields every Atari script has, and the message each must give (CartPole where an env is built)
+ATARI_BAD_ARGS = [
+    (["--env-id", "CartPole-v1", "--num-envs", -2], "--num-envs -2: must be ≥ 1"),
+    (["--batch-size", 0], "--batch-size 0: must be ≥ 1"),
+    (["--n-step", 0], "--n-step 0: must be ≥ 1"),
+    (["--gamma", 1.5], "--gamma 1.5: must be in (0, 1]"),
+    (["--eval-episodes", -3], "--eval-episodes -3: must be ≥ 1 with --eval-checkpoint, else ≥ 0"),
+    (["--learning-rate", "nan"], "--learning-rate nan: must be > 0 and finite"),
+    (["--checkpoint-frequency", 100], "--checkpoint-frequency 100: must be ≥ 0, and > 0 only with --save-model"),
+    (["--threads", 0], "--threads 0: must be ≥ 1"),
+    (["--eval-checkpoint", "any.pt", "--eval-episodes", 0], "--eval-episodes 0: must be ≥ 1 with --eval-checkpoint"),
+    (["--env-id", "CartPole-v1", "--buffer-size", 2], "--buffer-size 2: must be ≥ 3 for 1 envs"),
+]  # fmt: skip
+
+CHECKPOINT_KINDS = ["missing", "empty", "truncated", "random", "foreign", "other version"]
+
+
+def bad_checkpoint(tmp_path, kind, own, foreign):
+    """A file that `--eval-checkpoint` must refuse, and the message it must give. `own` and `foreign` are real
+    checkpoints of the script under test and of another script; the others are made from them."""
+    import torch
+
+    path = tmp_path / f"{kind.replace(' ', '-')}.pt"
+    if kind == "foreign":
+        return foreign, "is a checkpoint of"
+    if kind == "other version":  # this script's checkpoint, with a field this version of Args does not have
+        checkpoint = torch.load(own, weights_only=True)
+        checkpoint["args"]["no_such_field"] = 1
+        torch.save(checkpoint, path)
+        return path, "does not fit this version of"
+    if kind != "missing":
+        data = Path(own).read_bytes()
+        path.write_bytes({"empty": b"", "truncated": data[: len(data) // 2], "random": bytes(range(256)) * 16}[kind])
+    return path, "no checkpoint at" if kind == "missing" else "is not a readable checkpoint"
+
+
+def atari_checkpoint(module, path, env_id="CartPole-v1"):
+    """The checkpoint `module` (an Atari script) writes for an untrained network on `env_id`."""
+    envs = module.make_env(env_id, 1)
+    args = module.Args(env_id=env_id)
+    module.save_checkpoint(str(path), module.QNetwork(envs, args), args)
+    envs.close()
+    return path
+
+
+# a short CartPole run with a gradient step per transition from step 100: the loss is checked at gradient step 100
+DIVERGE = ["--env-id", "CartPole-v1", "--total-timesteps", 1000, "--learning-starts", 100, "--train-frequency", 1,
+           "--buffer-size", 1000, "--learning-rate", 1e30, "--eval-episodes", 1, "--save-model", "--threads", 1]  # fmt: skip
+
+
+def assert_stops_on_divergence(module, tmp_path, monkeypatch, capsys, loss_name):
+    """Adam at rate 1e30 drives the loss to inf/NaN within 100 gradient steps: the run stops at the first check with exit
+    status 1 and one line naming the loss, and the saved checkpoint holds the last finite weights and loads."""
+    import torch
+
+    result = run_main(module, *DIVERGE, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert_one_line_error(result, f"{loss_name} became NaN or infinite by step 200", tmp_path, status=1)
+    assert "eval:" not in result[1], "a diverged run is not evaluated"
+    path = next((tmp_path / "runs").rglob("*.pt"))
+    network = module.load_checkpoint(str(path), torch.device("cpu"))[0]
+    assert all(p.isfinite().all() for p in network.parameters())
+
+
+def run_and_terminate(script, argv, cwd, after="step "):
+    """Start `python script argv...`, send SIGTERM once a stdout line starts with `after` (the first progress line,
+    some 5 s into training), and return the exit status and the whole stdout."""
+    import signal
+
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
+    process = subprocess.Popen([sys.executable, str(ROOT / script), *map(str, argv)], cwd=cwd, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith(after):
+            process.send_signal(signal.SIGTERM)
+            break
+    lines += process.stdout.readlines()
+    return process.wait(timeout=120), "".join(lines)
+
+
+def poison_loss(monkeypatch, module, name, at_call):
+    """Make `module.<name>`, a loss function that returns (loss, something), add a NaN to the loss's value (not to its
+    gradient, so the weights stay finite) at its `at_call`-th call."""
+    calls, original = [0], getattr(module, name)
+
+    def poisoned(*args):
+        calls[0] += 1
+        loss, extra = original(*args)
+        return (loss + float("nan"), extra) if calls[0] == at_call else (loss, extra)
+
+    monkeypatch.setattr(module, name, poisoned)

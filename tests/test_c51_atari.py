@@ -5,9 +5,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import ACROBOT, CARTPOLE, atari_hot_path, eval_returns, evaluate_checkpoint_twice, run_script, smoke_test
+from conftest import (ACROBOT, ATARI_BAD_ARGS, CARTPOLE, CHECKPOINT_KINDS, QUICK, assert_one_line_error,
+                      assert_stops_on_divergence, atari_checkpoint, atari_hot_path, bad_checkpoint, eval_returns,
+                      evaluate_checkpoint_twice, run_main, run_script, smoke_test)  # fmt: skip
 
 import c51_atari as c51
+import dqn_atari as dqn
 
 ATOMS = torch.linspace(-10, 10, 51, dtype=torch.float64)  # the paper's support, Δz = 0.4
 
@@ -141,3 +144,31 @@ def test_greedy_policy_leaves_the_rest_state_on_acrobot(tmp_path):
     assert out.returncode == 0, out.stderr
     returns = eval_returns(tmp_path)
     assert len(returns) == 10 and np.mean(returns) >= -150, returns
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        *ATARI_BAD_ARGS,
+        (["--n-atoms", 1], "--n-atoms 1: must be ≥ 2"),
+        (["--v-min", 5, "--v-max", 5], "--v-max 5.0: must be > --v-min"),
+    ],
+)
+def test_bad_input_fails_fast_with_one_line(tmp_path, monkeypatch, capsys, flags, message):
+    """Each bad field stops the run before anything is built, with exit status 2 and one line saying the allowed range.
+    Mutation run: this script's own rules dropped from check_args (the run trains, or fails with a traceback)."""
+    assert_one_line_error(run_main(c51, *QUICK, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys), message, tmp_path)
+
+
+@pytest.mark.parametrize("kind", CHECKPOINT_KINDS)
+def test_bad_checkpoint_fails_with_one_line(tmp_path, monkeypatch, capsys, kind):
+    """A damaged file, one of dqn_atari.py, or one of another version of this script: one line, exit status 2."""
+    own, foreign = atari_checkpoint(c51, tmp_path / "own.pt"), atari_checkpoint(dqn, tmp_path / "dqn.pt")
+    path, message = bad_checkpoint(tmp_path, kind, own, foreign)
+    result = run_main(c51, "--eval-checkpoint", path, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert_one_line_error(result, message, tmp_path)
+
+
+def test_divergence_stops_the_run_and_keeps_the_last_finite_weights(tmp_path, monkeypatch, capsys):
+    """Mutation run: the check dropped (exit 0 with NaN losses)."""
+    assert_stops_on_divergence(c51, tmp_path, monkeypatch, capsys, "loss")

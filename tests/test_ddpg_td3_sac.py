@@ -6,9 +6,11 @@ learning on Pendulum for each algorithm."""
 import numpy as np
 import pytest
 import torch
-from conftest import eval_returns, no_host_sync, only_run_dir, read_scalars, run_script
+from conftest import (CHECKPOINT_KINDS, assert_one_line_error, atari_checkpoint, bad_checkpoint, eval_returns, no_host_sync,
+                      only_run_dir, poison_loss, read_scalars, run_and_terminate, run_main, run_script)  # fmt: skip
 
 import ddpg_td3_sac as ac
+import dqn_atari as dqn
 
 
 def nets(algo, seed=0):
@@ -145,10 +147,92 @@ def test_replay_keeps_the_true_last_observation_and_the_flags(tmp_path):
     assert rb.count == 420 and rb.sample(8).obs.shape == (8, 3)
 
 
-def test_a_discrete_env_stops_with_a_message(tmp_path):
-    out = run_script("ddpg_td3_sac.py", "--env-id", "CartPole-v1", cwd=tmp_path)
-    assert out.returncode == 1 and "continuous (Box) action space" in out.stderr
-    assert not (tmp_path / "runs").exists()
+QUICK = ["--env-id", "Pendulum-v1", "--total-timesteps", 50, "--learning-starts", 10]  # a missed check ends in seconds
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--env-id", "CartPole-v1"], "continuous (Box) action space"),
+        (["--env-id", "Hopper-v2"], "moved to the gymnasium-robotics project"),
+        (["--env-id", "NoSuchEnv-v0"], "doesn't exist"),
+        (["--num-envs", 0], "--num-envs 0: must be ≥ 1"),
+        (["--num-envs", -1], "--num-envs -1: must be ≥ 1"),
+        (["--batch-size", 0], "--batch-size 0: must be ≥ 1"),
+        (["--gamma", 1.5], "--gamma 1.5: must be in (0, 1]"),
+        (["--tau", 0], "--tau 0.0: must be in (0, 1]"),
+        (["--q-lr", -1], "--q-lr -1.0: must be > 0 and finite"),
+        (["--policy-frequency", 0], "--policy-frequency 0: must be ≥ 1"),
+        (["--eval-episodes", -3], "--eval-episodes -3: must be ≥ 1 with --eval-checkpoint, else ≥ 0"),
+        (["--eval-checkpoint", "any.pt", "--eval-episodes", 0], "--eval-episodes 0: must be ≥ 1 with --eval-checkpoint"),
+        (["--checkpoint-frequency", 100], "--checkpoint-frequency 100: must be ≥ 0, and > 0 only with --save-model"),
+        (["--threads", 0], "--threads 0: must be ≥ 1"),
+        (["--buffer-size", 10**13], "lower --buffer-size"),
+    ],
+)
+def test_bad_input_fails_fast_with_one_line(tmp_path, monkeypatch, capsys, flags, message):
+    """Exit status 2, one `error:` line (Hopper-v2 also prints gymnasium's deprecation warning), no `runs/` folder.
+    Mutations run: the num_envs and batch_size checks dropped (IndexError traceback; NaN losses), ImportError not
+    caught (traceback)."""
+    assert_one_line_error(run_main(ac, *QUICK, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys), message, tmp_path)
+
+
+@pytest.mark.parametrize("kind", CHECKPOINT_KINDS)
+def test_bad_checkpoint_fails_with_one_line(tmp_path, monkeypatch, capsys, kind):
+    """A damaged file, a dqn_atari.py checkpoint, or one of another version of this script: one line, exit status 2."""
+    envs = ac.make_env("Pendulum-v1", 1)
+    args = ac.Args(env_id="Pendulum-v1")
+    own = tmp_path / "own.pt"
+    ac.save_checkpoint(str(own), ac.Actor(envs, True), torch.nn.ModuleList([ac.QNetwork(envs)]), args)
+    path, message = bad_checkpoint(tmp_path, kind, own, atari_checkpoint(dqn, tmp_path / "dqn.pt"))
+    result = run_main(ac, "--eval-checkpoint", path, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert_one_line_error(result, message, tmp_path)
+
+
+@pytest.mark.parametrize("algo,rates", [("td3", ["--learning-rate", 1e6]), ("sac", ["--learning-rate", 1e30, "--q-lr", 1e30])])
+def test_divergence_stops_the_run_and_keeps_the_last_finite_weights(tmp_path, monkeypatch, capsys, algo, rates):
+    """TD3 at rate 1e6 (which used to end with `eval: mean return nan`, exit 0) and SAC at 1e30 stop at the first check,
+    after 100 gradient steps, with exit status 1; the checkpoint holds finite weights. Mutations run: the check dropped
+    (exit 0), the diverged networks saved."""
+    flags = ["--algo", algo, "--env-id", "Pendulum-v1", "--total-timesteps", 1000, "--learning-starts", 100, "--save-model",
+             "--eval-episodes", 1, *rates]  # fmt: skip
+    result = run_main(ac, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert_one_line_error(result, "became NaN or infinite by step 200", tmp_path, status=1)
+    actor, _ = ac.load_checkpoint(str(next((tmp_path / "runs").rglob("*.pt"))), torch.device("cpu"))
+    assert all(p.isfinite().all() for p in actor.parameters())
+
+
+def test_nan_in_the_critic_loss_stops_the_run(tmp_path, monkeypatch, capsys):
+    """A NaN added to the critic loss's value (not its gradient) at gradient step 100, where it is checked. Mutation
+    run: the losses left out of the check (exit 0)."""
+    poison_loss(monkeypatch, ac, "critic_loss", at_call=100)
+    flags = ["--env-id", "Pendulum-v1", "--total-timesteps", 400, "--learning-starts", 100, "--eval-episodes", 0]
+    result = run_main(ac, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert_one_line_error(result, "qf_loss became NaN or infinite by step 200", tmp_path, status=1)
+
+
+def test_sigterm_writes_the_checkpoint_and_the_dataset(tmp_path, monkeypatch):
+    """SIGTERM mid-run: exit status 143, a checkpoint that loads and a dataset that Minari reads, holding the episodes
+    that finished. Mutation run: no handler (status −15, neither file)."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    flags = ["--env-id", "Pendulum-v1", "--total-timesteps", 10**7, "--learning-starts", 10**6, "--save-model",
+             "--save-dataset", "pendulum/sigterm-v0", "--threads", 1]  # fmt: skip
+    returncode, out = run_and_terminate("ddpg_td3_sac.py", flags, cwd=tmp_path)
+    assert returncode == 143 and "stopped by SIGTERM at step" in out, out
+    ac.load_checkpoint(str(next((tmp_path / "runs").rglob("*.pt"))), torch.device("cpu"))
+    import minari
+
+    dataset = minari.load_dataset("pendulum/sigterm-v0")
+    assert dataset.total_episodes >= 1 and dataset.total_steps == 200 * dataset.total_episodes
+
+
+def test_save_dataset_with_no_finished_episode_fails(tmp_path, monkeypatch, capsys):
+    """Mutation run: the empty-dataset check dropped (an empty dataset written, exit 0)."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    flags = ["--env-id", "Pendulum-v1", "--total-timesteps", 150, "--learning-starts", 100, "--save-dataset", "pendulum/none-v0"]
+    result = run_main(ac, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert_one_line_error(result, "no training episode finished", tmp_path, status=1)
+    assert not (tmp_path / "minari").exists() or not any((tmp_path / "minari").rglob("*.json"))
 
 
 SMOKE = ["--env-id", "Hopper-v5", "--total-timesteps", 700, "--learning-starts", 300, "--eval-episodes", 1, "--save-model"]
@@ -178,6 +262,7 @@ def test_save_dataset_round_trip(tmp_path, monkeypatch):
     out = run_script("ddpg_td3_sac.py", "--algo", "td3", "--env-id", "Hopper-v5", "--total-timesteps", 500, "--learning-starts", 400,
                      "--eval-episodes", 0, "--save-dataset", "hopper/test-v0", cwd=tmp_path)  # fmt: skip
     assert out.returncode == 0, out.stderr
+    assert "Warning" not in out.stderr, out.stderr  # Minari's metadata warnings: the script passes what they ask for
     lengths = [int(v) for _, v in read_scalars(only_run_dir(tmp_path))["charts/episodic_length"]]
     import minari
 
@@ -188,7 +273,7 @@ def test_save_dataset_round_trip(tmp_path, monkeypatch):
         assert episode.terminations[-1] and not episode.terminations[:-1].any() and not episode.truncations.any()
     assert dataset.recover_environment().spec.id == "Hopper-v5"
     out = run_script("ddpg_td3_sac.py", "--env-id", "Hopper-v5", "--total-timesteps", 10, "--save-dataset", "hopper/test-v0", cwd=tmp_path)
-    assert out.returncode == 1 and "already exists" in out.stderr
+    assert out.returncode == 2 and "already exists" in out.stderr
 
 
 # Pendulum recipe: 1k random transitions, then one update per transition; SAC and TD3 as their defaults

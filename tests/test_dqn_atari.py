@@ -1,12 +1,20 @@
 """Tests of dqn_atari.py: the replay buffer's exactness, the TD target, and the script end to end."""
 
+import itertools
+import os
+import time
+
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from conftest import ACROBOT, CARTPOLE, SMOKE, atari_hot_path, evaluate_checkpoint_twice, only_run_dir, read_scalars, run_script
+from conftest import (ACROBOT, ATARI_BAD_ARGS, CARTPOLE, CHECKPOINT_KINDS, DIVERGE, QUICK, SMOKE, assert_one_line_error,
+                      assert_stops_on_divergence, atari_checkpoint, atari_hot_path, bad_checkpoint, evaluate_checkpoint_twice,
+                      only_run_dir, poison_loss, read_scalars, run_and_terminate, run_main, run_script)  # fmt: skip
 
+import c51_atari as c51
+import ddpg_td3_sac as ac
 import dqn_atari as dqn
 
 # Short-episode variants of real environments, so that short runs see many episode ends of both kinds.
@@ -228,15 +236,113 @@ def test_flags_run(tmp_path, flags):
         (["--env-id", "Pendulum-v1"], "needs a Discrete action space"),
         (["--env-id", "NoSuchGame-v0"], "doesn't exist"),
         (["--env-id", "CartPole-v1", "--buffer-size", 10**13], "lower --buffer-size"),
-        (["--eval-checkpoint", "missing.pt"], "no checkpoint"),
+        *ATARI_BAD_ARGS,
     ],
 )
-def test_bad_input_fails_fast_with_one_line(tmp_path, flags, message):
+def test_bad_input_fails_fast_with_one_line(tmp_path, monkeypatch, capsys, flags, message):
+    """Each bad field stops the run before anything is built, with exit status 2 and one line saying the allowed range.
+    Mutations run: the check of each field dropped from check_args (`--batch-size 0` then trains on NaN, `--n-step 0`
+    on no reward, `--gamma 1.5` diverges, `--eval-episodes -3` skips the evaluation silently)."""
+    assert_one_line_error(run_main(dqn, *QUICK, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys), message, tmp_path)
+
+
+@pytest.mark.parametrize("flags", [["--num-envs", 0], ["--eval-checkpoint", "breakout.pt", "--eval-episodes", 0]])
+def test_what_crashed_ale_stops_with_one_line(tmp_path, flags):
+    """ale-py's AtariVectorEnv with 0 envs ends the process with a segmentation fault (exit 139), so these run in a
+    subprocess. Mutation run: the num_envs and eval_episodes checks dropped (exit -11)."""
+    atari_checkpoint(dqn, tmp_path / "breakout.pt", "BreakoutNoFrameskip-v4")
     out = run_script("dqn_atari.py", *flags, cwd=tmp_path, timeout=60)
-    assert out.returncode != 0
-    assert message in out.stderr and "Traceback" not in out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
-    assert not (tmp_path / "runs").exists(), "nothing may start before the input is checked"
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert out.stderr.startswith("error: --") and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+@pytest.mark.parametrize("kind", CHECKPOINT_KINDS)
+def test_bad_checkpoint_fails_with_one_line(tmp_path, monkeypatch, capsys, kind):
+    """Mutations run: torch.load unguarded (EOFError / UnpicklingError tracebacks), the script-name check dropped (a
+    c51 checkpoint then fails in Args with a TypeError traceback)."""
+    own, foreign = atari_checkpoint(dqn, tmp_path / "own.pt"), atari_checkpoint(c51, tmp_path / "c51.pt")
+    path, message = bad_checkpoint(tmp_path, kind, own, foreign)
+    result = run_main(dqn, "--eval-checkpoint", path, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert_one_line_error(result, message, tmp_path)
+
+
+def test_checkpoint_of_the_continuous_control_script_is_refused(tmp_path, monkeypatch, capsys):
+    envs = ac.make_env("Pendulum-v1", 1)
+    args = ac.Args(env_id="Pendulum-v1")
+    ac.save_checkpoint(str(tmp_path / "sac.pt"), ac.Actor(envs, True), torch.nn.ModuleList(), args)
+    result = run_main(dqn, "--eval-checkpoint", tmp_path / "sac.pt", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert_one_line_error(result, "is a checkpoint of ddpg_td3_sac.py, not of dqn_atari.py", tmp_path)
+
+
+def test_divergence_stops_the_run_and_keeps_the_last_finite_weights(tmp_path, monkeypatch, capsys):
+    """Mutations run: the check dropped (exit 0, every loss NaN, `eval: mean return` printed), and the diverged
+    network saved in place of the copy (the reloaded weights are NaN)."""
+    assert_stops_on_divergence(dqn, tmp_path, monkeypatch, capsys, "td_loss")
+
+
+def test_nan_in_the_loss_stops_the_run(tmp_path, monkeypatch, capsys):
+    """A NaN added to the loss's value at gradient step 200 (transition 300), where the loss is checked; its gradient,
+    and so the weights, stay finite. Mutation run: the losses left out of the check (the run goes on, exit 0)."""
+    poison_loss(monkeypatch, dqn, "td_loss", at_call=200)
+    flags = [f for f in DIVERGE if f not in ("--learning-rate", 1e30)]
+    result = run_main(dqn, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert_one_line_error(result, "td_loss became NaN or infinite by step 300", tmp_path, status=1)
+
+
+def test_sigterm_writes_the_checkpoint_and_exits_143(tmp_path):
+    """SIGTERM (what SLURM, Ray and Kubernetes send) ends the run after the current step: the checkpoint is written
+    and loads, and the exit status is 128 + 15. Mutation run: no handler (the process dies at once: status −15, no
+    checkpoint)."""
+    returncode, out = run_and_terminate("dqn_atari.py", ["--env-id", "CartPole-v1", "--total-timesteps", 10**6, "--learning-starts", 500,
+                                                         "--save-model", "--threads", 1], cwd=tmp_path)  # fmt: skip
+    assert returncode == 143 and "stopped by SIGTERM at step" in out, out
+    q_network, args = dqn.load_checkpoint(str(next((tmp_path / "runs").rglob("*.pt"))), torch.device("cpu"))
+    assert args.env_id == "CartPole-v1"
+
+
+def test_checkpoints_are_written_every_checkpoint_frequency_transitions(tmp_path, monkeypatch, capsys):
+    """Mutation run: the periodic save dropped (only the final one is written)."""
+    steps = []
+    save = dqn.save_checkpoint
+    monkeypatch.setattr(dqn, "save_checkpoint", lambda path, network, args: (steps.append(len(steps)), save(path, network, args)))
+    flags = ["--env-id", "CartPole-v1", "--total-timesteps", 1000, "--learning-starts", 100, "--num-envs", 2, "--eval-episodes", 0]
+    result = run_main(dqn, *flags, "--save-model", "--checkpoint-frequency", 300, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert result[0] == 0, result[2]
+    assert len(steps) == 3 + 1  # at transitions 300, 600, 900 (crossed with 2 envs), and at the end
+
+
+def test_two_runs_in_the_same_second_get_two_folders(tmp_path, monkeypatch, capsys):
+    """The clock is frozen within one second. Mutation run: the random suffix dropped (one folder)."""
+    clock = itertools.count()
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000 + next(clock) * 1e-4)
+    flags = ["--env-id", "CartPole-v1", "--total-timesteps", 200, "--learning-starts", 100, "--eval-episodes", 0]
+    for _ in range(2):
+        assert run_main(dqn, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)[0] == 0
+    assert len(list((tmp_path / "runs").iterdir())) == 2
+
+
+def test_threads(tmp_path, monkeypatch, capsys):
+    """`--threads` sets torch's thread count; without it OMP_NUM_THREADS decides when set, else the CPUs this process
+    may use. Mutation run: torch.set_num_threads not called."""
+    before = torch.get_num_threads()
+    try:
+        flags = ["--env-id", "CartPole-v1", "--total-timesteps", 10, "--eval-episodes", 0]
+        assert run_main(dqn, *flags, "--threads", 1, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)[0] == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert dqn.default_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert dqn.default_threads() == len(os.sched_getaffinity(0))
+
+
+def test_video_of_a_rendered_env_prints_no_sdl_message(tmp_path):
+    """Mutation run: SDL_VIDEODRIVER left unset ("error: XDG_RUNTIME_DIR is invalid or not set" on stderr)."""
+    out = run_script("dqn_atari.py", "--env-id", "CartPole-v1", "--total-timesteps", 200, "--learning-starts", 100,
+                     "--eval-episodes", 1, "--capture-video", cwd=tmp_path, timeout=120)  # fmt: skip
+    assert out.returncode == 0 and "XDG_RUNTIME_DIR" not in out.stderr, out.stderr
+    assert list((tmp_path / "videos").rglob("*.mp4"))
 
 
 @pytest.mark.slow
@@ -270,7 +376,8 @@ def test_checkpoint_evaluation_is_seeded(tmp_path, capsys):
 
 
 SHARED = ["make_env", "is_atari", "free_memory", "ReplayBatch", "ReplayBuffer", "linear_schedule", "seed_everything",
-          "select_actions", "evaluate", "save_checkpoint", "load_checkpoint"]  # fmt: skip
+          "select_actions", "evaluate", "save_checkpoint", "load_checkpoint", "fail", "default_threads", "StopSignal",
+          "LastFinite"]  # fmt: skip
 
 
 @pytest.mark.parametrize("script", ["c51_atari", "qrdqn_atari", "iqn_atari", "fqf_atari"])

@@ -7,11 +7,14 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import ACROBOT, atari_hot_path, eval_returns, evaluate_checkpoint_twice
-from conftest import greedy_visited_states, only_run_dir, read_scalars, run_script, smoke_test
+from conftest import (ACROBOT, ATARI_BAD_ARGS, CHECKPOINT_KINDS, QUICK, assert_one_line_error,
+                      assert_stops_on_divergence, atari_checkpoint, atari_hot_path, bad_checkpoint, eval_returns,
+                      evaluate_checkpoint_twice, greedy_visited_states, only_run_dir, read_scalars, run_main,
+                      run_script, smoke_test)  # fmt: skip
 from test_qrdqn_atari import loss_by_definition
 
 import fqf_atari as fqf
+import iqn_atari as iqn
 
 NORMAL = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
 
@@ -263,3 +266,31 @@ def test_checkpoint_evaluation_is_seeded(tmp_path, capsys):
     seeding after the --eval-checkpoint branch, as the script had it before."""
     first, second = evaluate_checkpoint_twice(fqf, tmp_path, capsys)
     assert first == second and "eval: mean return" in first
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        *ATARI_BAD_ARGS,
+        (["--n-fractions", 1], "--n-fractions 1: must be ≥ 2"),
+        (["--fraction-learning-rate", 0], "--fraction-learning-rate 0.0: must be > 0 and finite"),
+    ],
+)
+def test_bad_input_fails_fast_with_one_line(tmp_path, monkeypatch, capsys, flags, message):
+    """Each bad field stops the run before anything is built, with exit status 2 and one line saying the allowed range.
+    Mutation run: this script's own rules dropped from check_args (the run trains, or fails with a traceback)."""
+    assert_one_line_error(run_main(fqf, *QUICK, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys), message, tmp_path)
+
+
+@pytest.mark.parametrize("kind", CHECKPOINT_KINDS)
+def test_bad_checkpoint_fails_with_one_line(tmp_path, monkeypatch, capsys, kind):
+    """A damaged file, one of iqn_atari.py, or one of another version of this script: one line, exit status 2."""
+    own, foreign = atari_checkpoint(fqf, tmp_path / "own.pt"), atari_checkpoint(iqn, tmp_path / "iqn.pt")
+    path, message = bad_checkpoint(tmp_path, kind, own, foreign)
+    result = run_main(fqf, "--eval-checkpoint", path, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert_one_line_error(result, message, tmp_path)
+
+
+def test_divergence_stops_the_run_and_keeps_the_last_finite_weights(tmp_path, monkeypatch, capsys):
+    """Mutation run: the check dropped (exit 0 with NaN losses)."""
+    assert_stops_on_divergence(fqf, tmp_path, monkeypatch, capsys, "loss")

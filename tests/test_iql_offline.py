@@ -9,8 +9,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import eval_returns, no_host_sync, only_run_dir, read_scalars, run_script
+from conftest import (CHECKPOINT_KINDS, assert_one_line_error, bad_checkpoint, eval_returns, no_host_sync, only_run_dir,
+                      read_scalars, run_and_terminate, run_main, run_script)  # fmt: skip
 
+import ddpg_td3_sac as ac
 import iql_offline as iql
 
 
@@ -287,10 +289,117 @@ def test_antmaze_preset_is_inferred_from_the_file_name(tmp_path):
 
 def test_missing_dataset_says_how_to_get_it(tmp_path):
     out = run_script("iql_offline.py", "--dataset", "mujoco/nothing/here-v0", cwd=tmp_path)
-    assert out.returncode == 1 and "minari download" in out.stderr and "--save-dataset" in out.stderr
+    assert out.returncode == 2 and "minari download" in out.stderr and "--save-dataset" in out.stderr
     out = run_script("iql_offline.py", "--dataset", str(tmp_path / "missing.hdf5"), cwd=tmp_path)
-    assert out.returncode == 1 and "no file" in out.stderr
+    assert out.returncode == 2 and "no file" in out.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def broken_dataset(tmp_path, kind):
+    """A dataset the loader must refuse, as the --dataset value: an hdf5 file with a NaN reward, one with zero-length
+    arrays, a 0-byte hdf5 file, or an empty Minari dataset (in the pendulum_dataset fixture's folder)."""
+    import h5py
+
+    path = tmp_path / f"pendulum-{kind}.hdf5"
+    if kind == "empty minari":
+        import minari
+
+        minari.create_dataset_from_buffers("pendulum/empty-v0", [], env="Pendulum-v1", algorithm_name="nothing", author="t",
+                                           author_email="t", description="no episodes", eval_env="Pendulum-v1")  # fmt: skip
+        return "pendulum/empty-v0"
+    if kind == "0-byte":
+        path.write_bytes(b"")
+        return path
+    write_hdf5(path, with_next_obs=False)
+    with h5py.File(path, "r+") as f:
+        if kind == "nan reward":
+            rewards = f["rewards"][()]
+            rewards[4] = np.nan
+            f["rewards"][...] = rewards
+        else:  # zero-length arrays
+            for key in list(f.keys()):
+                shape = f[key].shape
+                del f[key]
+                f[key] = np.zeros((0, *shape[1:]), dtype=np.float32)
+    return path
+
+
+QUICK = ["--dataset", "pendulum/mixed-v0", "--total-timesteps", 50, "--batch-size", 16, "--eval-episodes", 0]
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--batch-size", 0], "--batch-size 0: must be ≥ 1"),
+        (["--gamma", 1.5], "--gamma 1.5: must be in (0, 1]"),
+        (["--tau", 0], "--tau 0.0: must be in (0, 1]"),
+        (["--expectile", 1.0], "--expectile 1.0: must be in (0, 1)"),
+        (["--beta", -1], "--beta -1.0: must be ≥ 0 and finite"),
+        (["--n-quantiles", 0], "--n-quantiles 0: must be ≥ 1"),
+        (["--bonus", "rnd", "--bonus-pretrain-steps", 0], "--bonus-pretrain-steps 0: must be ≥ 1 with --bonus"),
+        (["--eval-episodes", -3], "--eval-episodes -3: must be ≥ 1 with --eval-checkpoint, else ≥ 0"),
+        (["--eval-checkpoint", "any.pt", "--eval-episodes", 0], "--eval-episodes 0: must be ≥ 1 with --eval-checkpoint"),
+        (["--checkpoint-frequency", 100], "--checkpoint-frequency 100: must be ≥ 0, and > 0 only with --save-model"),
+        (["--threads", 0], "--threads 0: must be ≥ 1"),
+        ("nan reward", "'rewards' holds 1 NaN or infinite values (of 10)"),
+        ("zero-length", "'observations' has 0 entries"),
+        ("0-byte", "is not a readable hdf5 file"),
+        ("empty minari", "the Minari dataset pendulum/empty-v0 holds no episodes"),
+    ],
+)
+def test_bad_input_fails_fast_with_one_line(pendulum_dataset, tmp_path, monkeypatch, capsys, flags, message):
+    """Exit status 2, one `error:` line, no `runs/` folder. Mutations run: the batch_size check dropped (NaN losses),
+    check_arrays not called on hdf5 files (the NaN reward: a ValueError traceback at step 1; zero-length arrays: an
+    IndexError traceback), the OSError not caught (traceback)."""
+    if isinstance(flags, str):  # a broken dataset
+        flags = ["--dataset", broken_dataset(tmp_path, flags), "--env-id", "Pendulum-v1"]
+    assert_one_line_error(run_main(iql, *QUICK, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys), message, tmp_path)
+
+
+def trained_checkpoint(tmp_path, monkeypatch, capsys, *flags):
+    """Train 50 gradient steps in-process with --save-model; return the result and the checkpoint's path."""
+    result = run_main(iql, *QUICK, "--save-model", *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    return result, next((tmp_path / "runs").rglob("*.pt"))
+
+
+@pytest.mark.parametrize("kind", CHECKPOINT_KINDS)
+def test_bad_checkpoint_fails_with_one_line(pendulum_dataset, tmp_path, monkeypatch, capsys, kind):
+    """A damaged file, a ddpg_td3_sac.py checkpoint, or one of another version of this script: one line, exit 2."""
+    (tmp_path / "own").mkdir()
+    _, own = trained_checkpoint(tmp_path / "own", monkeypatch, capsys)
+    envs = ac.make_env("Pendulum-v1", 1)
+    foreign = tmp_path / "sac.pt"
+    ac.save_checkpoint(str(foreign), ac.Actor(envs, True), torch.nn.ModuleList(), ac.Args(env_id="Pendulum-v1"))
+    path, message = bad_checkpoint(tmp_path, kind, own, foreign)
+    result = run_main(iql, "--eval-checkpoint", path, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert_one_line_error(result, message, tmp_path)
+
+
+def test_divergence_stops_the_run_and_keeps_the_last_finite_weights(pendulum_dataset, tmp_path, monkeypatch, capsys):
+    """Adam at 1e30: the losses turn inf/NaN before the first check at gradient step 100. Mutations run: the check
+    dropped (exit 0), the diverged networks saved (NaN weights)."""
+    result, path = trained_checkpoint(tmp_path, monkeypatch, capsys, "--total-timesteps", 300, "--learning-rate", 1e30)
+    assert_one_line_error(result, "became NaN or infinite by step 100", tmp_path, status=1)
+    actor = iql.load_checkpoint(str(path), torch.device("cpu"))[0]
+    assert all(p.isfinite().all() for p in actor.parameters())
+
+
+def test_checkpoints_are_written_every_checkpoint_frequency_gradient_steps(pendulum_dataset, tmp_path, monkeypatch, capsys):
+    """Mutation run: the periodic save dropped (only the final one)."""
+    calls = []
+    save = iql.save_checkpoint
+    monkeypatch.setattr(iql, "save_checkpoint", lambda *a: (calls.append(1), save(*a)))
+    result, path = trained_checkpoint(tmp_path, monkeypatch, capsys, "--total-timesteps", 70, "--checkpoint-frequency", 20)
+    assert result[0] == 0 and len(calls) == 3 + 1  # at gradient steps 20, 40, 60, and at the end
+
+
+def test_sigterm_writes_the_checkpoint_and_exits_143(pendulum_dataset, tmp_path):
+    """Mutation run: no handler (status −15, no checkpoint)."""
+    flags = ["--dataset", "pendulum/mixed-v0", "--total-timesteps", 10**7, "--save-model", "--threads", 1]
+    returncode, out = run_and_terminate("iql_offline.py", flags, cwd=tmp_path)
+    assert returncode == 143 and "stopped by SIGTERM at step" in out, out
+    actor, args, *_ = iql.load_checkpoint(str(next((tmp_path / "runs").rglob("*.pt"))), torch.device("cpu"))
+    assert args.dataset == "pendulum/mixed-v0"
 
 
 FLAGS = [[], ["--d2rl"], ["--bonus", "rnd"], ["--bonus", "cvae"], ["--distributional"]]

@@ -6,10 +6,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import ACROBOT, atari_hot_path, eval_returns
-from conftest import evaluate_checkpoint_twice, greedy_visited_states, run_script, smoke_test
+from conftest import (ACROBOT, ATARI_BAD_ARGS, CHECKPOINT_KINDS, QUICK, assert_one_line_error,
+                      assert_stops_on_divergence, atari_checkpoint, atari_hot_path, bad_checkpoint, eval_returns,
+                      evaluate_checkpoint_twice, greedy_visited_states, run_main, run_script, smoke_test)  # fmt: skip
 from test_qrdqn_atari import loss_by_definition
 
+import dqn_atari as dqn
 import iqn_atari as iqn
 
 MEASURES = [("cvar", 0.25), ("wang", 0.75), ("wang", -0.75), ("pow", 2.0), ("pow", -2.0), ("cpw", 0.71), ("neutral", 0.0)]
@@ -159,3 +161,32 @@ def test_bootstrap_action_uses_the_distorted_fractions(monkeypatch, risk, expect
         iqn.td_loss(q_network, target_network, data, double, 1.0, 8, 16)
         bootstrapped_from_action_1 = not torch.equal(captured["target"], rewards[:, None].expand(3, 16))
         assert bootstrapped_from_action_1 == (expected_action == 1), (risk, double)
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        *ATARI_BAD_ARGS,
+        (["--n-tau-samples", 0], "--n-tau-samples 0: must be ≥ 1"),
+        (["--n-cos", 0], "--n-cos 0: must be ≥ 1"),
+        (["--risk", "cvar", "--risk-eta", 1.5], "--risk-eta 1.5: must be in (0, 1] for cvar, > 0 for cpw"),
+    ],
+)
+def test_bad_input_fails_fast_with_one_line(tmp_path, monkeypatch, capsys, flags, message):
+    """Each bad field stops the run before anything is built, with exit status 2 and one line saying the allowed range.
+    Mutation run: this script's own rules dropped from check_args (the run trains, or fails with a traceback)."""
+    assert_one_line_error(run_main(iqn, *QUICK, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys), message, tmp_path)
+
+
+@pytest.mark.parametrize("kind", CHECKPOINT_KINDS)
+def test_bad_checkpoint_fails_with_one_line(tmp_path, monkeypatch, capsys, kind):
+    """A damaged file, one of dqn_atari.py, or one of another version of this script: one line, exit status 2."""
+    own, foreign = atari_checkpoint(iqn, tmp_path / "own.pt"), atari_checkpoint(dqn, tmp_path / "dqn.pt")
+    path, message = bad_checkpoint(tmp_path, kind, own, foreign)
+    result = run_main(iqn, "--eval-checkpoint", path, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert_one_line_error(result, message, tmp_path)
+
+
+def test_divergence_stops_the_run_and_keeps_the_last_finite_weights(tmp_path, monkeypatch, capsys):
+    """Mutation run: the check dropped (exit 0 with NaN losses)."""
+    assert_stops_on_divergence(iqn, tmp_path, monkeypatch, capsys, "loss")

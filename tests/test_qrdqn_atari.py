@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from conftest import ACROBOT, CARTPOLE, atari_hot_path, eval_returns, evaluate_checkpoint_twice
-from conftest import greedy_visited_states, run_script, smoke_test
+from conftest import (ACROBOT, ATARI_BAD_ARGS, CARTPOLE, CHECKPOINT_KINDS, QUICK, assert_one_line_error,
+                      assert_stops_on_divergence, atari_checkpoint, atari_hot_path, bad_checkpoint, eval_returns,
+                      evaluate_checkpoint_twice, greedy_visited_states, run_main, run_script, smoke_test)  # fmt: skip
 
+import iqn_atari as iqn
 import qrdqn_atari as qr
 
 
@@ -157,3 +159,31 @@ def test_checkpoint_evaluation_is_seeded(tmp_path, capsys):
     seeding after the --eval-checkpoint branch, as the script had it before."""
     first, second = evaluate_checkpoint_twice(qr, tmp_path, capsys)
     assert first == second and "eval: mean return" in first
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        *ATARI_BAD_ARGS,
+        (["--n-quantiles", 0], "--n-quantiles 0: must be ≥ 1"),
+        (["--kappa", -1], "--kappa -1.0: must be ≥ 0"),
+    ],
+)
+def test_bad_input_fails_fast_with_one_line(tmp_path, monkeypatch, capsys, flags, message):
+    """Each bad field stops the run before anything is built, with exit status 2 and one line saying the allowed range.
+    Mutation run: this script's own rules dropped from check_args (the run trains, or fails with a traceback)."""
+    assert_one_line_error(run_main(qr, *QUICK, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys), message, tmp_path)
+
+
+@pytest.mark.parametrize("kind", CHECKPOINT_KINDS)
+def test_bad_checkpoint_fails_with_one_line(tmp_path, monkeypatch, capsys, kind):
+    """A damaged file, one of iqn_atari.py, or one of another version of this script: one line, exit status 2."""
+    own, foreign = atari_checkpoint(qr, tmp_path / "own.pt"), atari_checkpoint(iqn, tmp_path / "iqn.pt")
+    path, message = bad_checkpoint(tmp_path, kind, own, foreign)
+    result = run_main(qr, "--eval-checkpoint", path, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert_one_line_error(result, message, tmp_path)
+
+
+def test_divergence_stops_the_run_and_keeps_the_last_finite_weights(tmp_path, monkeypatch, capsys):
+    """Mutation run: the check dropped (exit 0 with NaN losses)."""
+    assert_stops_on_divergence(qr, tmp_path, monkeypatch, capsys, "loss")
