@@ -480,8 +480,8 @@ class LastFinite:
     def check(self, global_step, *networks, **losses):
         tensors = [*losses.values(), *(p for network in networks for p in network.parameters())]
         if not torch.stack([t.detach().isfinite().all() for t in tensors]).all():
-            bad = [name for name, loss in losses.items() if not loss.isfinite().all()] or ["the weights"]
-            raise FloatingPointError(f"{bad[0]} became NaN or infinite by step {global_step}: training diverged "
+            bad = next((name for name, loss in losses.items() if not loss.isfinite().all()), "the weights")
+            raise FloatingPointError(f"{bad} became NaN or infinite by step {global_step}: training diverged "
                                      f"(a learning rate too high, rewards or targets out of scale?)")  # fmt: skip
         for copied, network in zip(self.networks, networks):
             copied.load_state_dict(network.state_dict())

@@ -524,8 +524,8 @@ class LastFinite:
     def check(self, global_step, *networks, **losses):
         tensors = [*losses.values(), *(p for network in networks for p in network.parameters())]
         if not torch.stack([t.detach().isfinite().all() for t in tensors]).all():
-            bad = [name for name, loss in losses.items() if not loss.isfinite().all()] or ["the weights"]
-            raise FloatingPointError(f"{bad[0]} became NaN or infinite by step {global_step}: training diverged "
+            bad = next((name for name, loss in losses.items() if not loss.isfinite().all()), "the weights")
+            raise FloatingPointError(f"{bad} became NaN or infinite by step {global_step}: training diverged "
                                      f"(a learning rate too high, rewards or targets out of scale?)")  # fmt: skip
         for copied, network in zip(self.networks, networks):
             copied.load_state_dict(network.state_dict())
@@ -615,6 +615,7 @@ def main(args: Args) -> None:
     writer = SummaryWriter(f"runs/{run_name}")
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
     model_path = f"runs/{run_name}/{args.exp_name}.pt"
+    env, action_map = (data.env_id, data.env_kwargs), (action_scale, action_bias)  # the checkpoint and evaluate need them
 
     bonus = None
     if args.bonus != "none":  # fit the bonus model to the dataset's (s, a) first; it stays fixed during IQL
@@ -660,7 +661,7 @@ def main(args: Args) -> None:
                 writer.add_scalar("losses/actor_loss", policy_loss, step)
                 writer.add_scalar("losses/v_values", v.mean(), step)
             if args.checkpoint_frequency and step % args.checkpoint_frequency == 0:
-                save_checkpoint(model_path, actor, critic, norm, (action_scale, action_bias), (data.env_id, data.env_kwargs), args)
+                save_checkpoint(model_path, actor, critic, norm, action_map, env, args)
             if time.time() - last_print > 5 or step >= args.total_timesteps:
                 sps = (step - last_print_step) / (time.time() - last_print)
                 print(f"step {step}/{args.total_timesteps}  {sps:.0f} gradient steps/s  "
@@ -672,8 +673,7 @@ def main(args: Args) -> None:
     finally:
         stop.restore()
         if args.save_model:
-            networks = last_finite.networks if failure else (actor, critic)
-            save_checkpoint(model_path, *networks, norm, (action_scale, action_bias), (data.env_id, data.env_kwargs), args)
+            save_checkpoint(model_path, *(last_finite.networks if failure else (actor, critic)), norm, action_map, env, args)
             print(f"model saved to {model_path}" + (" (the last finite weights)" if failure else ""))
         writer.flush()
     if failure:
@@ -683,8 +683,7 @@ def main(args: Args) -> None:
         raise SystemExit(stop.code)
 
     if args.eval_episodes > 0:
-        returns = evaluate(actor, args, (data.env_id, data.env_kwargs), norm, (action_scale, action_bias), device,
-                           f"videos/{run_name}" if args.capture_video else None)  # fmt: skip
+        returns = evaluate(actor, args, env, norm, action_map, device, f"videos/{run_name}" if args.capture_video else None)
         for i, episodic_return in enumerate(returns):
             writer.add_scalar("eval/episodic_return", episodic_return, i)
         message = f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes (dataset mean {data.episode_returns.mean():.1f})"

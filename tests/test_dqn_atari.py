@@ -302,13 +302,12 @@ def test_sigterm_writes_the_checkpoint_and_exits_143(tmp_path):
 
 def test_checkpoints_are_written_every_checkpoint_frequency_transitions(tmp_path, monkeypatch, capsys):
     """Mutation run: the periodic save dropped (only the final one is written)."""
-    steps = []
-    save = dqn.save_checkpoint
-    monkeypatch.setattr(dqn, "save_checkpoint", lambda path, network, args: (steps.append(len(steps)), save(path, network, args)))
+    calls, save = [], dqn.save_checkpoint
+    monkeypatch.setattr(dqn, "save_checkpoint", lambda *a: (calls.append(1), save(*a)))
     flags = ["--env-id", "CartPole-v1", "--total-timesteps", 1000, "--learning-starts", 100, "--num-envs", 2, "--eval-episodes", 0]
     result = run_main(dqn, *flags, "--save-model", "--checkpoint-frequency", 300, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
     assert result[0] == 0, result[2]
-    assert len(steps) == 3 + 1  # at transitions 300, 600, 900 (crossed with 2 envs), and at the end
+    assert len(calls) == 3 + 1  # at transitions 300, 600, 900 (crossed with 2 envs), and at the end
 
 
 def test_two_runs_in_the_same_second_get_two_folders(tmp_path, monkeypatch, capsys):
