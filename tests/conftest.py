@@ -139,8 +139,10 @@ def no_host_sync():
 
 def atari_hot_path(module, env_id, loss_fn, make_optimizers=None, steps=3, num_envs=2, **arg_overrides):
     """Run `steps` iterations of an Atari script's hot loop on the "meta" device under `no_host_sync`, as `main` runs
-    them: ε-greedy action selection, a replay write, a sampled batch (n-step 3, so the n-step code runs), the loss
+    them: action selection (at ε = 1, so without its one read-back, the actions for the env), replay writes staged on
+    the host and flushed to the device by a sampled batch (n-step 3, so the n-step code runs), the loss
     `loss_fn(q_network, target_network, data)` with its backward pass and optimiser steps, and the target copy."""
+    import numpy as np
     import torch
 
     device = torch.device("meta")
@@ -153,12 +155,11 @@ def atari_hot_path(module, env_id, loss_fn, make_optimizers=None, steps=3, num_e
     optimizers = make_optimizers(q_network) if make_optimizers else [torch.optim.Adam(q_network.parameters())]
     rb = module.ReplayBuffer(1000, num_envs, space.shape, torch.uint8 if atari else torch.float32,
                              space.shape[0] if atari else 0, 3, 0.99, device)  # fmt: skip
-    obs = torch.zeros((num_envs, *space.shape), dtype=torch.uint8 if atari else torch.float32, device=device)
-    step_data = torch.zeros(3, num_envs, device=device)  # rewards, terminated, ends: main's one host-to-device copy
+    obs, no = np.zeros((num_envs, *space.shape), dtype=np.uint8 if atari else np.float32), np.zeros(num_envs, dtype=bool)
     with no_host_sync():
         for _ in range(steps):
-            actions = module.select_actions(q_network, obs, 0.5)
-            rb.add(obs, actions, step_data[0], step_data[1].bool(), step_data[2].bool(), obs)
+            actions = module.select_actions(q_network, obs, 1.0)  # ε = 1: its one read-back, for the env, is skipped
+            rb.add(obs, actions, no.astype(np.float32), no, no, obs)  # host arrays, as the env returns them
             loss = loss_fn(q_network, target_network, rb.sample(8))
             for optimizer in optimizers:
                 optimizer.zero_grad()

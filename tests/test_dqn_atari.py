@@ -42,8 +42,7 @@ def collect(env_id, num_envs, steps, buffer_size, n_step=1, gamma=0.99, seed=0):
         if ends.any():
             real_next_obs[ends] = np.stack(infos["final_obs"][ends])
         trajectory.append((obs, actions, rewards.astype(np.float32), real_next_obs, terminations, ends))
-        rb.add(torch.as_tensor(obs), torch.as_tensor(actions), torch.as_tensor(rewards, dtype=torch.float32),
-               torch.as_tensor(terminations), torch.as_tensor(ends), torch.as_tensor(real_next_obs))  # fmt: skip
+        rb.add(obs, actions, rewards, terminations, ends, real_next_obs)
         obs = next_obs
     envs.close()
     return rb, trajectory
@@ -118,6 +117,41 @@ def test_replay_memory_per_atari_transition():
     assert rb.nbytes <= 7.1e9
 
 
+def test_replay_draws_every_stored_transition_before_it_wraps():
+    """Before the timeline wraps, each of the 300 transitions stored is drawn (each is expected ~68 times in 20,480
+    draws). Mutation run: the count that leaves out the final-frame slots (`+ 1` in place of `+ 1 + ends`), which
+    never draws the oldest transitions."""
+    rb, trajectory = collect("CartPoleShort-v1", 1, 300, 10_000)
+    drawn = set()
+    for _ in range(40):
+        b = rb.sample(512)
+        drawn |= {(o.numpy().tobytes(), int(a)) for o, a in zip(b.obs, b.actions)}
+    stored = {(obs[0].tobytes(), int(actions[0])) for obs, actions, *_ in trajectory}
+    assert sum(tr[5].sum() for tr in trajectory) >= 10, "the test needs episode ends"
+    assert drawn == stored
+
+
+def test_replay_flush_writes_each_slot_once():
+    """A flush writes its steps in one index write per field, and a write with a repeated index keeps an arbitrary one
+    of the values on CUDA. So no flush may write a slot twice, also when the staged steps span the whole timeline
+    (7 slots here). Every indexed write of a random-play run is checked. Mutation run: a stage limit of `size`, not
+    `(size − 1) // 2`."""
+    original = torch.Tensor.__setitem__
+
+    def unique_writes(self, index, value):
+        if isinstance(index, tuple) and len(index) == 2 and all(isinstance(i, torch.Tensor) for i in index):
+            pairs = torch.stack(torch.broadcast_tensors(*index), -1).reshape(-1, 2)
+            assert len(torch.unique(pairs, dim=0)) == len(pairs), "a slot written twice in one index write"
+        return original(self, index, value)
+
+    torch.Tensor.__setitem__ = unique_writes
+    try:
+        rb, _ = collect("CartPoleShort-v1", 2, 200, 14)
+    finally:
+        torch.Tensor.__setitem__ = original
+    assert rb.stage_limit == 3 and rb.sample(8).obs.shape == (8, 4)
+
+
 def test_replay_refuses_a_buffer_larger_than_memory():
     with pytest.raises(MemoryError, match="lower --buffer-size"):
         dqn.ReplayBuffer(10**12, 1, (4, 84, 84), torch.uint8, 4, 1, 0.99, torch.device("cpu"))
@@ -190,6 +224,39 @@ def test_hot_path_has_no_host_sync(env_id):
     atari_hot_path(dqn, env_id, lambda q, target, data: dqn.td_loss(q, target, data, True, "huber")[0], dueling=True)
 
 
+class CountingQ(torch.nn.Module):
+    """Q(s, a) = s_a: the greedy action is the observation's argmax, and every call is counted."""
+
+    def __init__(self, n_actions):
+        super().__init__()
+        self.n_actions, self.calls, self.anchor = n_actions, 0, torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, obs):
+        self.calls += 1
+        return obs + self.anchor
+
+
+def test_epsilon_greedy_acts_by_its_definition():
+    """With probability ε an env takes a uniform random action, otherwise argmax_a Q(s, a); a step on which every env
+    explores never calls the network. Over 4000 envs × 5 steps at ε = 0.3 the share of non-greedy actions must be
+    ε·(n−1)/n = 0.225 (a random draw may hit the greedy action) within 5σ, and each random action appears equally."""
+    np.random.seed(0)
+    q, n, envs = CountingQ(4), 4, 4000
+    obs = np.zeros((envs, n), dtype=np.float32)
+    obs[np.arange(envs), np.arange(envs) % n] = 1  # greedy action: env index mod 4
+    greedy = np.arange(envs) % n
+    assert np.array_equal(dqn.select_actions(q, obs, 0.0), greedy) and q.calls == 1
+    for _ in range(5):
+        actions = dqn.select_actions(q, obs[:3], 1.0)
+        assert actions.shape == (3,) and actions.dtype == np.int64 and ((0 <= actions) & (actions < n)).all()
+    assert q.calls == 1, "the network ran on a step where every env explores"
+    actions = np.concatenate([dqn.select_actions(q, obs, 0.3) for _ in range(5)])
+    off_greedy, expected = np.mean(actions != np.tile(greedy, 5)), 0.3 * (n - 1) / n
+    assert abs(off_greedy - expected) < 5 * (expected * (1 - expected) / len(actions)) ** 0.5, off_greedy
+    counts = np.bincount([dqn.select_actions(q, obs[:1], 1.0)[0] for _ in range(4000)], minlength=n)
+    assert (np.abs(counts - 1000) < 5 * (1000 * 0.75) ** 0.5).all(), counts
+
+
 def test_linear_schedule():
     assert dqn.linear_schedule(1.0, 0.1, 100, 0) == 1.0
     assert dqn.linear_schedule(1.0, 0.1, 100, 50) == pytest.approx(0.55)
@@ -216,7 +283,7 @@ def test_smoke_breakout_trains_logs_saves_and_reloads(tmp_path):
     fresh = dqn.QNetwork(dqn.make_env(args.env_id, 1), args)
     assert not torch.equal(q_network.head[-1].weight, fresh.head[-1].weight)
     args.eval_episodes, args.eval_epsilon = 2, 0.05
-    returns = dqn.evaluate(q_network, args, torch.device("cpu"))
+    returns = dqn.evaluate(q_network, args)
     assert len(returns) == 2 and all(r >= 0 for r in returns)
     out = run_script("dqn_atari.py", "--eval-checkpoint", checkpoint, "--eval-episodes", 1, "--eval-epsilon", 0.05, cwd=tmp_path)
     assert out.returncode == 0 and "eval: mean return" in out.stdout, out.stderr
