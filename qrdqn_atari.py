@@ -232,8 +232,7 @@ class ReplayBuffer:
         self.t = np.zeros(num_envs, dtype=np.int64)  # step of each env's current episode, capped at history − 1
         self.stage_limit = min(64, (self.size - 1) // 2)  # so that one flush never writes a slot twice
         self.staged = 0
-        self.stage_env = np.broadcast_to(np.arange(num_envs), (self.stage_limit, num_envs))
-        self.stage_slots = np.zeros((self.stage_limit, 4, num_envs), dtype=np.int64)  # pos, next pos, t, next t
+        self.stage_slots = np.zeros((self.stage_limit, 2, num_envs), dtype=np.int64)  # write position, step in episode
         self.stage_outcomes = np.zeros((self.stage_limit, 4, num_envs), dtype=np.float32)  # action, reward, terminated, end
         frame_dtype = torch.empty(0, dtype=obs_dtype).numpy().dtype
         self.stage_frames = np.zeros((self.stage_limit, 2, num_envs, *frame_shape), dtype=frame_dtype)  # frame, next frame
@@ -245,8 +244,8 @@ class ReplayBuffer:
         """One step of every env, as host arrays. `real_next_obs` is the env's true next observation (`final_obs`
         at an end). Its newest frame belongs to the next slot, where the next observation's frame will land
         anyway unless the episode ended; then that slot is kept and the timeline skips past it."""
-        k, pos, next_pos, next_t = self.staged, self.host_pos, (self.host_pos + 1) % self.size, np.minimum(self.t + 1, self.history - 1)
-        self.stage_slots[k] = pos, next_pos, self.t, next_t
+        k, next_pos, next_t = self.staged, (self.host_pos + 1) % self.size, np.minimum(self.t + 1, self.history - 1)
+        self.stage_slots[k] = self.host_pos, self.t
         self.stage_outcomes[k] = actions, rewards, terminated, ends
         self.stage_frames[k] = self.newest_frame(obs), self.newest_frame(real_next_obs)
         self.host_pos, self.host_count, self.t = (next_pos + ends) % self.size, self.host_count + 1 + ends, np.where(ends, 0, next_t)
@@ -261,11 +260,12 @@ class ReplayBuffer:
         k, self.staged = self.staged, 0
         if k == 0:
             return
-        (pos, next_pos, t, next_t), outcomes = self.stage_slots[:k].transpose(1, 0, 2), self.stage_outcomes[:k]  # [K, E] each
+        (pos, t), outcomes = self.stage_slots[:k].transpose(1, 0, 2), self.stage_outcomes[:k]  # [K, E] each
+        next_pos, next_t = (pos + 1) % self.size, np.minimum(t + 1, self.history - 1)
         ahead = outcomes[:, 3] > 0
         ahead[-1] = True
-        env, n = self.stage_env[:k], pos.size  # rows 0..n-1 are the steps' own slots, the rest the frames written ahead
-        starts = np.arange(n + ahead.sum()) < n  # False on the frames written ahead
+        env, n = np.broadcast_to(np.arange(pos.shape[1]), pos.shape), pos.size  # rows 0..n-1: the steps' own slots; then
+        starts = np.arange(n + ahead.sum()) < n  # the frames written ahead, which start no transition
         rows = [np.concatenate([x.ravel(), y[ahead]]) for x, y in ((env, env), (pos, next_pos), (t, next_t))]
         e, slot, episode_step, starts = torch.as_tensor(np.stack([*rows, starts]), device=self.device)
         frames = self.stage_frames[:k]

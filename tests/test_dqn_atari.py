@@ -117,6 +117,18 @@ def test_replay_memory_per_atari_transition():
     assert rb.nbytes <= 7.1e9
 
 
+def test_replay_newest_transition_at_a_game_start_is_exact():
+    """Two steps into a Breakout game the newest transition's next observation exists only as the frame written ahead,
+    stacked on one zero frame: both stored transitions are drawn and equal the env's bit for bit. Mutation run: the
+    written-ahead frame's episode step not advanced (`np.minimum(t, …)`), which zeroes one frame too many."""
+    rb, trajectory = collect("BreakoutShort-v0", 1, 2, 1000)
+    stored = {transition_key(obs[0], actions[0], rewards[0], next_obs[0], terminated[0])
+              for obs, actions, rewards, next_obs, terminated, _ in trajectory}  # fmt: skip
+    b = rb.sample(64)
+    drawn = {transition_key(b.obs[j].numpy(), b.actions[j], b.rewards[j], b.next_obs[j].numpy(), b.terminated[j] > 0) for j in range(64)}
+    assert len(stored) == 2 and drawn == stored
+
+
 def test_replay_draws_every_stored_transition_before_it_wraps():
     """Before the timeline wraps, each of the 300 transitions stored is drawn (each is expected ~68 times in 20,480
     draws). Mutation run: the count that leaves out the final-frame slots (`+ 1` in place of `+ 1 + ends`), which
