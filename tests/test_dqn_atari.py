@@ -22,6 +22,9 @@ import dqn_atari as dqn
 dqn.gym.register("BreakoutShort-v0", entry_point="ale_py.env:AtariEnv",
                  kwargs={"game": "breakout", "repeat_action_probability": 0.0, "max_num_frames_per_episode": 800})  # fmt: skip
 dqn.gym.register("CartPoleShort-v1", entry_point="gymnasium.envs.classic_control.cartpole:CartPoleEnv", max_episode_steps=25)
+# MinAtar's games end only by termination; a limit of 10 steps adds truncations (random Breakout lasts 6-28 steps, median 6)
+dqn.gym.register("MinAtar/BreakoutShort-v1", entry_point="minatar.gym:BaseEnv", max_episode_steps=10,
+                 kwargs={"game": "breakout", "use_minimal_action_set": True})  # fmt: skip
 
 
 def collect(env_id, num_envs, steps, buffer_size, n_step=1, gamma=0.99, seed=0):
@@ -29,7 +32,7 @@ def collect(env_id, num_envs, steps, buffer_size, n_step=1, gamma=0.99, seed=0):
     envs = dqn.make_env(env_id, num_envs)
     atari = dqn.is_atari(envs)
     shape = envs.single_observation_space.shape
-    rb = dqn.ReplayBuffer(buffer_size, num_envs, shape, torch.uint8 if atari else torch.float32,
+    rb = dqn.ReplayBuffer(buffer_size, num_envs, shape, torch.float32 if len(shape) == 1 else torch.uint8,
                           shape[0] if atari else 0, n_step, gamma, torch.device("cpu"))  # fmt: skip
     rng = np.random.default_rng(seed)
     obs, _ = envs.reset(seed=seed)
@@ -54,7 +57,8 @@ def transition_key(obs, action, reward, next_obs, terminated):
 
 @pytest.mark.parametrize(
     "env_id,num_envs,steps,buffer_size",
-    [("BreakoutShort-v0", 3, 700, 3 * 500), ("CartPoleShort-v1", 4, 400, 4 * 150), ("CartPoleShort-v1", 1, 1000, 100)],
+    [("BreakoutShort-v0", 3, 700, 3 * 500), ("CartPoleShort-v1", 4, 400, 4 * 150), ("CartPoleShort-v1", 1, 1000, 100),
+     ("MinAtar/BreakoutShort-v1", 2, 900, 2 * 300)],
 )
 def test_replay_samples_are_env_transitions_bit_for_bit(env_id, num_envs, steps, buffer_size):
     rb, trajectory = collect(env_id, num_envs, steps, buffer_size)
@@ -80,6 +84,31 @@ def test_replay_samples_are_env_transitions_bit_for_bit(env_id, num_envs, steps,
     assert min(sampled_steps) >= steps - slots, "a transition older than the buffer was sampled"
     assert min(sampled_steps) <= steps - slots + 0.3 * slots and max(sampled_steps) >= steps - 3, "sampling misses part of the window"
     assert kinds == {"terminated", "truncated", "mid-episode"}
+
+
+def test_minatar_network_is_the_papers():
+    """On MinAtar's [10, 10, C] grids the torso is MinAtar's network (Young & Tian 2019): one 3x3 convolution of 16
+    channels, stride 1, on the grid moved to channels first, then 128 hidden units. ψ(x) equals that convolution
+    computed on a grid moved by hand. Mutation run: permute(0, 3, 2, 1), which transposes the grid."""
+    envs = dqn.make_env("MinAtar/Breakout-v1", 1)
+    net = dqn.QNetwork(envs, dqn.Args())
+    assert [tuple(p.shape) for p in net.parameters()] == [(16, 4, 3, 3), (16,), (128, 1024), (128,), (3, 128), (3,)]
+    obs = np.random.default_rng(0).random((5, 10, 10, 4)) < 0.3  # bool, as the env gives them
+    conv = net.torso.layers[0]
+    channels_first = torch.as_tensor(np.moveaxis(obs, -1, 1), dtype=torch.float32)
+    expected = F.relu(F.conv2d(channels_first, conv.weight, conv.bias)).flatten(1)
+    assert torch.allclose(net.torso(torch.as_tensor(obs)), expected)
+
+
+@pytest.mark.parametrize("script", ["dqn_atari.py", "c51_atari.py", "qrdqn_atari.py", "iqn_atari.py", "fqf_atari.py"])
+def test_minatar_trains_in_every_atari_script(tmp_path, script):
+    """A MinAtar game through each script: 400 gradient steps, logs, an evaluation."""
+    out = run_script(script, "--env-id", "MinAtar/Breakout-v1", "--total-timesteps", 1000, "--learning-starts", 200,
+                     "--train-frequency", 2, "--buffer-size", 1000, "--eval-episodes", 2, cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "400 gradient steps" in out.stdout and "eval: mean return" in out.stdout
+    scalars = read_scalars(only_run_dir(tmp_path))
+    assert len(scalars["charts/episodic_return"]) > 10 and len(scalars["eval/episodic_return"]) == 2
 
 
 def test_replay_n_step_returns():
@@ -453,9 +482,9 @@ def test_checkpoint_evaluation_is_seeded(tmp_path, capsys):
     assert first == second and "eval: mean return" in first
 
 
-SHARED = ["make_env", "is_atari", "free_memory", "ReplayBatch", "ReplayBuffer", "linear_schedule", "seed_everything",
-          "select_actions", "evaluate", "save_checkpoint", "load_checkpoint", "fail", "default_threads", "StopSignal",
-          "LastFinite"]  # fmt: skip
+SHARED = ["make_env", "is_atari", "free_memory", "Torso", "video_frames", "ReplayBatch", "ReplayBuffer", "linear_schedule",
+          "seed_everything", "select_actions", "evaluate", "save_checkpoint", "load_checkpoint", "fail", "default_threads",
+          "StopSignal", "LastFinite"]  # fmt: skip
 
 
 @pytest.mark.parametrize("script", ["c51_atari", "qrdqn_atari", "iqn_atari", "fqf_atari"])
