@@ -42,6 +42,12 @@ class Args:
     """if toggled, train on CUDA when it is available"""
     capture_video: bool = False
     """whether to write mp4s of the evaluation episodes to `videos/`"""
+    track: bool = False
+    """also log to Weights & Biases, with the TensorBoard logs synced (needs `pip install wandb`; imported only then)"""
+    wandb_project_name: str = "deep-rl-reference"
+    """the W&B project of `--track`"""
+    wandb_entity: Optional[str] = None
+    """the W&B team or user of `--track` (None: your default entity)"""
     save_model: bool = False
     """whether to save a checkpoint (weights + args) to `runs/{run_name}/` (also on interrupt)"""
     eval_episodes: int = 10
@@ -433,6 +439,17 @@ class EpisodeRecorder:
         )  # fmt: skip
 
 
+def start_wandb(args: Args, run_name: str):
+    """`--track`: a Weights & Biases run that mirrors the TensorBoard logs (CleanRL's flags). It must start before the
+    SummaryWriter, whose writes it patches; wandb is imported only here, so that it stays optional."""
+    try:
+        import wandb
+    except ImportError:
+        fail("--track needs wandb: pip install wandb")
+    wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name, config=asdict(args),
+               sync_tensorboard=True, save_code=True)  # fmt: skip
+
+
 def fail(*lines, code: int = 2):
     """Stop with one `error:` line per problem and no traceback: exit status 2 for bad input (as argparse), 1 for a run
     that failed."""
@@ -534,6 +551,8 @@ def main(args: Args) -> None:
     alpha_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr) if args.autotune else None  # CleanRL: the critics' rate
     last_finite = LastFinite(actor, qfs)
 
+    if args.track:
+        start_wandb(args, run_name)
     writer = SummaryWriter(f"runs/{run_name}")
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
     model_path = f"runs/{run_name}/{args.exp_name}.pt"

@@ -42,6 +42,12 @@ class Args:
     """if toggled, train on CUDA when it is available"""
     capture_video: bool = False
     """whether to write mp4s of the evaluation episodes to `videos/`"""
+    track: bool = False
+    """also log to Weights & Biases, with the TensorBoard logs synced (needs `pip install wandb`; imported only then)"""
+    wandb_project_name: str = "deep-rl-reference"
+    """the W&B project of `--track`"""
+    wandb_entity: Optional[str] = None
+    """the W&B team or user of `--track` (None: your default entity)"""
     save_model: bool = False
     """whether to save a checkpoint (weights + args) to `runs/{run_name}/` (also on interrupt)"""
     eval_episodes: int = 10
@@ -494,6 +500,17 @@ def load_checkpoint(path, device):
     return q_network, args
 
 
+def start_wandb(args: Args, run_name: str):
+    """`--track`: a Weights & Biases run that mirrors the TensorBoard logs (CleanRL's flags). It must start before the
+    SummaryWriter, whose writes it patches; wandb is imported only here, so that it stays optional."""
+    try:
+        import wandb
+    except ImportError:
+        fail("--track needs wandb: pip install wandb")
+    wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name, config=asdict(args),
+               sync_tensorboard=True, save_code=True)  # fmt: skip
+
+
 def fail(*lines, code: int = 2):
     """Stop with one `error:` line per problem and no traceback: exit status 2 for bad input (as argparse), 1 for a run
     that failed."""
@@ -590,6 +607,8 @@ def main(args: Args) -> None:
     target_network.load_state_dict(q_network.state_dict())
     last_finite = LastFinite(q_network)
 
+    if args.track:
+        start_wandb(args, run_name)
     writer = SummaryWriter(f"runs/{run_name}")
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
     model_path = f"runs/{run_name}/{args.exp_name}.pt"

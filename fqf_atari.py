@@ -43,6 +43,12 @@ class Args:
     """if toggled, train on CUDA when it is available"""
     capture_video: bool = False
     """whether to write mp4s of the evaluation episodes to `videos/`"""
+    track: bool = False
+    """also log to Weights & Biases, with the TensorBoard logs synced (needs `pip install wandb`; imported only then)"""
+    wandb_project_name: str = "deep-rl-reference"
+    """the W&B project of `--track`"""
+    wandb_entity: Optional[str] = None
+    """the W&B team or user of `--track` (None: your default entity)"""
     save_model: bool = False
     """whether to save a checkpoint (weights + args) to `runs/{run_name}/` (also on interrupt)"""
     eval_episodes: int = 10
@@ -59,7 +65,9 @@ class Args:
     a machine should each get their share: two threads on a core another process also used ran 2.5-3.5x slower (README)"""
 
     env_id: str = "BreakoutNoFrameskip-v4"
-    """an ALE id (ale-py's C++ AtariVectorEnv) or a gymnasium id with a flat Box observation (MLP torso)"""
+    """an ALE id (ale-py's C++ AtariVectorEnv, Nature CNN), a MinAtar id such as MinAtar/Breakout-v1 (MinAtar's CNN), or a
+    gymnasium id with a flat Box observation (MLP torso)"""
+
     num_envs: int = 1
     """parallel environments (the paper's protocol is 1)"""
     terminal_on_life_loss: bool = True
@@ -152,9 +160,14 @@ def check_args(args: Args) -> list[str]:
 
 def make_env(env_id: str, num_envs: int, render: bool = False) -> gym.vector.VectorEnv:
     """An ALE id runs on ale-py's C++ AtariVectorEnv (frameskip 4, max-pool, 84x84 grey, stack 4, 30 no-ops,
-    fire reset), with unclipped rewards so that logged returns are game scores. Any other id with a flat Box
-    observation runs through gym.make_vec. Both autoreset in the same step, with the true last observation
-    in `info["final_obs"]`. Raises ValueError on an id or space this script cannot train on."""
+    fire reset), with unclipped rewards so that logged returns are game scores. A MinAtar id (Young & Tian 2019:
+    10x10 grids of C 0/1 channels, sticky actions p = 0.1 inside the game, no frame skip or stacking) or any other id
+    with a flat Box observation runs through gym.make_vec. All autoreset in the same step, with the true last
+    observation in `info["final_obs"]`. Raises ValueError on an id or space this script cannot train on."""
+    if env_id.startswith("MinAtar/") and env_id not in gym.registry:  # gymnasium ≥ 1.0 needs them registered by hand
+        from minatar.gym import register_envs
+
+        register_envs()
     spec = gym.spec(env_id)  # raises gym.error.Error on an unknown id
     if spec.entry_point == "ale_py.env:AtariEnv":
         envs = ale_py.AtariVectorEnv(
@@ -168,8 +181,9 @@ def make_env(env_id: str, num_envs: int, render: bool = False) -> gym.vector.Vec
             env_id, num_envs, vectorization_mode="sync", render_mode="rgb_array" if render else None,
             vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
         )  # fmt: skip
-        if not (isinstance(envs.single_observation_space, gym.spaces.Box) and len(envs.single_observation_space.shape) == 1):
-            raise ValueError(f"{env_id} has observation space {envs.single_observation_space}; need a flat Box or an ALE game")
+        space = envs.single_observation_space
+        if not (isinstance(space, gym.spaces.Box) and (len(space.shape) == 1 or env_id.startswith("MinAtar/"))):
+            raise ValueError(f"{env_id} has observation space {space}; need a flat Box, a MinAtar or an ALE game")
     if not isinstance(envs.single_action_space, gym.spaces.Discrete):
         raise ValueError(f"{env_id} has action space {envs.single_action_space}; this script needs a Discrete action space")
     return envs
@@ -337,26 +351,49 @@ class ReplayBuffer:
         )
 
 
+class Torso(nn.Module):
+    """The state embedding ψ(x), chosen by the observation's shape, and the width of the head above it:
+    - ALE's stacked frames [4, 84, 84]: the Nature CNN on pixels scaled to [0, 1] (head 512);
+    - MinAtar's grids [10, 10, C], channels last: MinAtar's network, one 3x3 convolution of 16 channels (Young & Tian
+      2019; head 128);
+    - a flat observation: one 128-unit layer (head 128)."""
+
+    def __init__(self, obs_shape):
+        super().__init__()
+        self.kind = "mlp" if len(obs_shape) == 1 else "minatar" if obs_shape[0] == obs_shape[1] else "nature"
+        if self.kind == "nature":
+            self.layers = nn.Sequential(
+                nn.Conv2d(obs_shape[0], 32, 8, stride=4), nn.ReLU(),
+                nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+                nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+                nn.Flatten(),
+            )  # fmt: skip
+            self.features, self.hidden = 3136, 512
+        elif self.kind == "minatar":
+            self.layers = nn.Sequential(nn.Conv2d(obs_shape[2], 16, 3, stride=1), nn.ReLU(), nn.Flatten())
+            self.features, self.hidden = 16 * (obs_shape[0] - 2) * (obs_shape[1] - 2), 128
+        else:
+            self.layers = nn.Sequential(nn.Linear(obs_shape[0], 128), nn.ReLU())
+            self.features, self.hidden = 128, 128
+
+    def forward(self, x):
+        if self.kind == "nature":
+            return self.layers(x.float() / 255.0)
+        if self.kind == "minatar":
+            return self.layers(x.permute(0, 3, 1, 2).float())  # channels first, as the convolution expects
+        return self.layers(x.float())
+
+
 class QNetwork(nn.Module):
-    """Nature CNN (or a small MLP for flat observations) ψ(x), times the τ embedding φ(τ), then a 512-unit head
+    """The torso ψ(x) (Nature CNN, MinAtar CNN or MLP), times the τ embedding φ(τ), then a hidden layer (512 on Atari)
     per stream giving F⁻¹_τ(x, a), as in IQN; plus the fraction proposal network, one linear layer on ψ(x).
     φ(τ) = ReLU(W cos(π i τ) + b), i = 1..n_cos (IQN's reference implementations; its paper writes i = 0..n−1)."""
 
     def __init__(self, envs, args: Args):
         super().__init__()
         obs_shape, self.n_actions = envs.single_observation_space.shape, int(envs.single_action_space.n)
-        self.atari = len(obs_shape) == 3
-        if self.atari:
-            self.torso = nn.Sequential(
-                nn.Conv2d(obs_shape[0], 32, 8, stride=4), nn.ReLU(),
-                nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-                nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
-                nn.Flatten(),
-            )  # fmt: skip
-            features, hidden = 3136, 512
-        else:
-            self.torso = nn.Sequential(nn.Linear(obs_shape[0], 128), nn.ReLU())
-            features, hidden = 128, 128
+        self.torso = Torso(obs_shape)
+        features, hidden = self.torso.features, self.torso.hidden
         self.fraction_net = nn.Linear(features, args.n_fractions)
         nn.init.zeros_(self.fraction_net.weight)  # start at QR-DQN's evenly spaced fractions
         nn.init.zeros_(self.fraction_net.bias)
@@ -371,7 +408,7 @@ class QNetwork(nn.Module):
 
     def embed(self, x):
         """The state embedding ψ(x)."""
-        return self.torso(x.float() / 255.0 if self.atari else x.float())
+        return self.torso(x)
 
     def fractions(self, h):
         """τ_0 = 0 < τ_1 < … < τ_N = 1, the cumulative sum of p = softmax(W ψ(x) + b), and τ̂_i = (τ_i + τ_{i+1}) / 2.
@@ -488,6 +525,17 @@ def seed_everything(seed: int, torch_deterministic: bool):
     torch.backends.cudnn.deterministic = torch_deterministic
 
 
+def video_frames(envs, obs: np.ndarray):
+    """Each env's picture: what the agent sees on Atari (its newest 84x84 frame) and on MinAtar (the grid, channel c
+    as grey level c), each pixel 4x and 16x; the rendering otherwise."""
+    if is_atari(envs):
+        return obs[:, -1].repeat(4, 1).repeat(4, 2)
+    if obs.ndim == 4:  # MinAtar [N, 10, 10, C]
+        grey = (obs * np.arange(1, obs.shape[-1] + 1)).max(-1) * (255 // obs.shape[-1])
+        return grey.astype(np.uint8).repeat(16, 1).repeat(16, 2)
+    return envs.render()
+
+
 def evaluate(q_network, args: Args, video_dir=None) -> list[float]:
     """The first whole game of each of `eval_episodes` parallel envs, with ε = `eval_epsilon`. With `video_dir`,
     each game is written as an mp4: what the agent sees on Atari (its 84x84 frames), the rendering otherwise."""
@@ -504,7 +552,7 @@ def evaluate(q_network, args: Args, video_dir=None) -> list[float]:
         writers = [imageio.get_writer(f"{video_dir}/eval-episode-{i}.mp4", fps=30, macro_block_size=2) for i in range(args.eval_episodes)]
     while not finished.all():
         if writers:
-            frames = obs[:, -1].repeat(4, 1).repeat(4, 2) if is_atari(envs) else envs.render()
+            frames = video_frames(envs, obs)
             for i in np.flatnonzero(~finished):
                 writers[i].append_data(frames[i])
         actions = select_actions(q_network, obs, args.eval_epsilon)
@@ -546,6 +594,17 @@ def load_checkpoint(path, device):
     except (KeyError, TypeError, RuntimeError) as e:  # written by another version of this script
         raise ValueError(f"{path} does not fit this version of {script}: {str(e).splitlines()[0]}") from None
     return q_network, args
+
+
+def start_wandb(args: Args, run_name: str):
+    """`--track`: a Weights & Biases run that mirrors the TensorBoard logs (CleanRL's flags). It must start before the
+    SummaryWriter, whose writes it patches; wandb is imported only here, so that it stays optional."""
+    try:
+        import wandb
+    except ImportError:
+        fail("--track needs wandb: pip install wandb")
+    wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name, config=asdict(args),
+               sync_tensorboard=True, save_code=True)  # fmt: skip
 
 
 def fail(*lines, code: int = 2):
@@ -627,8 +686,8 @@ def main(args: Args) -> None:
     atari = is_atari(envs)
     obs_space = envs.single_observation_space
     try:
-        rb = ReplayBuffer(
-            args.buffer_size, args.num_envs, obs_space.shape, torch.uint8 if atari else torch.float32,
+        rb = ReplayBuffer(  # ALE's frames and MinAtar's 0/1 grids as bytes, flat observations as floats
+            args.buffer_size, args.num_envs, obs_space.shape, torch.float32 if len(obs_space.shape) == 1 else torch.uint8,
             obs_space.shape[0] if atari else 0, args.n_step, args.gamma, device,
         )  # fmt: skip
     except (ValueError, MemoryError) as e:
@@ -647,6 +706,8 @@ def main(args: Args) -> None:
     target_network.load_state_dict(q_network.state_dict())
     last_finite = LastFinite(q_network)
 
+    if args.track:
+        start_wandb(args, run_name)
     writer = SummaryWriter(f"runs/{run_name}")
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
     model_path = f"runs/{run_name}/{args.exp_name}.pt"

@@ -2,7 +2,10 @@
 
 import itertools
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -475,6 +478,30 @@ def test_greedy_policy_leaves_the_rest_state_on_acrobot(tmp_path):
     assert len(returns) == 10 and np.mean(returns) >= -150, returns
 
 
+def test_track_mirrors_the_run_to_wandb_offline(tmp_path, monkeypatch):
+    """--track starts a W&B run (offline here) that mirrors the TensorBoard logs: the run's event file is synced into it,
+    under the run's own name. Mutation run: `sync_tensorboard=False`."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = run_script("dqn_atari.py", "--env-id", "CartPole-v1", "--total-timesteps", 600, "--learning-starts", 200,
+                     "--eval-episodes", 0, "--track", "--wandb-project-name", "test", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    (wandb_run,) = (tmp_path / "wandb").glob("offline-run-*")
+    assert next(wandb_run.glob("run-*.wandb")).stat().st_size > 0
+    synced = list(wandb_run.glob(f"files/runs/{only_run_dir(tmp_path).name}/events.out.tfevents.*"))
+    assert len(synced) == 1 and synced[0].stat().st_size > 0
+
+
+def test_wandb_is_imported_only_with_track(tmp_path):
+    code = ("import sys, dqn_atari as d; d.main(d.Args(env_id='CartPole-v1', total_timesteps=300, learning_starts=100, "
+            "eval_episodes=0)); print('wandb imported:', 'wandb' in sys.modules)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(Path(dqn.__file__).parent)))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "wandb imported: False" in out.stdout
+
+
 def test_checkpoint_evaluation_is_seeded(tmp_path, capsys):
     """Two evaluations of one checkpoint with the same --seed give the same returns (ε = 0.5). Mutation run: the
     seeding after the --eval-checkpoint branch, as the script had it before."""
@@ -484,7 +511,7 @@ def test_checkpoint_evaluation_is_seeded(tmp_path, capsys):
 
 SHARED = ["make_env", "is_atari", "free_memory", "Torso", "video_frames", "ReplayBatch", "ReplayBuffer", "linear_schedule",
           "seed_everything", "select_actions", "evaluate", "save_checkpoint", "load_checkpoint", "fail", "default_threads",
-          "StopSignal", "LastFinite"]  # fmt: skip
+          "StopSignal", "LastFinite", "start_wandb"]  # fmt: skip
 
 
 @pytest.mark.parametrize("script", ["c51_atari", "qrdqn_atari", "iqn_atari", "fqf_atari"])

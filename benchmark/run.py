@@ -1,0 +1,149 @@
+"""Run a benchmark suite on Ray: each run is a task that starts a script as a subprocess and returns its metrics.
+
+    python benchmark/run.py --suite classic                   # a local Ray instance on every core
+    python benchmark/run.py --suite minatar --address auto    # join a running cluster (or set RAY_ADDRESS)
+
+Each finished run is written at once to benchmark/results/<suite>/<run id>.json: its final evaluation returns, its
+training returns (every episode's end step and return), wall time and command. A run whose file exists is skipped, so
+a suite stopped at any point resumes where it stopped. A run that fails is reported with its last lines (and kept in
+<run id>.failed.json) while the others go on; it is tried again on the next start. Runs get one CPU and one torch thread
+each. `python benchmark/report.py --suite <suite>` turns the results into tables and plots.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import ray
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from suites import SUITES, Run  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmark" / "results"
+if __name__ != "__main__":  # imported (as the tests do): Ray's workers could not import this module, so ship it by value
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def read_run_dir(run_dir: Path) -> dict:
+    """The scalars a run logged: its training episodes [(step, return)] and its final evaluation's returns."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    scalars = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in ("charts/episodic_return", "eval/episodic_return")
+               if tag in tags}  # fmt: skip
+    return {"episodes": [[step, round(value, 4)] for step, value in scalars.get("charts/episodic_return", [])],
+            "eval_returns": [value for _, value in scalars.get("eval/episodic_return", [])]}  # fmt: skip
+
+
+@ray.remote(num_cpus=1)
+def execute(run: dict, tail_lines: int = 30) -> dict:
+    """Start the script in a fresh folder, wait for it, and return its metrics (or its last lines if it failed). The
+    task's working directory is the repository, which Ray ships to every node (`runtime_env` in `run_suite`)."""
+    repo = Path.cwd()
+    command = [sys.executable, str(repo / run["script"]), "--env-id", run["env_id"], "--seed", str(run["seed"]), "--threads", "1",
+               *run["flags"]]  # fmt: skip
+    with tempfile.TemporaryDirectory() as cwd:
+        start = time.time()
+        proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        wall = time.time() - start
+        lines = (proc.stdout + proc.stderr).splitlines()
+        result = {"run": run, "command": " ".join(command[1:]).replace(str(repo) + "/", ""), "wall_s": round(wall, 1),
+                  "returncode": proc.returncode, "tail": lines[-tail_lines:], "host": os.uname().nodename}  # fmt: skip
+        if proc.returncode == 0:
+            run_dirs = list(Path(cwd, "runs").iterdir())
+            result.update(read_run_dir(run_dirs[0]) if len(run_dirs) == 1 else {"returncode": -1, "tail": lines[-tail_lines:] + [
+                f"runner: expected one run folder, found {len(run_dirs)}"]})  # fmt: skip
+    return result
+
+
+def git_commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True)
+    return (out.stdout.strip() or "unknown") + ("+changes" if dirty.stdout.strip() else "")
+
+
+def progress_line(done, total, failed, started) -> str:
+    """A bar of runs done out of total, with an ETA from the mean time per run finished so far in this sitting."""
+    width, elapsed = 30, time.time() - started
+    bar = "#" * round(width * done / max(total, 1))
+    eta = f"ETA {elapsed / done * (total - done) / 60:.1f} min" if done else "ETA n/a"
+    return f"[{bar:<{width}}] {done}/{total} runs  {failed} failed  {elapsed / 60:.1f} min  {eta}"
+
+
+def run_suite(suite: str, runs: list[Run], results_dir: Path, address=None, num_cpus=None, parallel=None) -> list[dict]:
+    """Run every run of `runs` whose result is not in `results_dir` yet, at most `parallel` at a time (default: as many
+    as the cluster's CPUs allow); return the failures."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    todo = [r for r in runs if not (results_dir / f"{r.id}.json").exists()]
+    print(f"suite {suite}: {len(runs)} runs, {len(runs) - len(todo)} finished before (skipped), {len(todo)} to run", flush=True)
+    if not todo:
+        return []
+    excludes = ["/.git", ".ruff_cache/", "runs/", "videos/", "benchmark/results/", "__pycache__/", "*.pt", "wandb/"]
+    # "local": a new instance on this machine, even where another one runs (ray.init() alone would join that one)
+    ray.init(address=address or "local", num_cpus=None if address else num_cpus, include_dashboard=False, log_to_driver=False,
+             runtime_env={"working_dir": str(ROOT), "excludes": excludes})  # fmt: skip
+    print(f"ray: {ray.cluster_resources().get('CPU', 0):.0f} CPUs", flush=True)
+    commit, failures, started = git_commit(), [], time.time()
+    queue, pending = list(todo), {}
+    try:
+        while queue or pending:
+            while queue and len(pending) < (parallel or len(todo)):
+                run = queue.pop(0)
+                pending[execute.remote(run._asdict())] = run
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=600)
+            if not ready:
+                done = len(todo) - len(pending) - len(queue)
+                print(progress_line(done, len(todo), len(failures), started) + "  (runs in progress)", flush=True)
+                continue
+            run = pending.pop(ready[0])
+            try:
+                result = ray.get(ready[0])
+            except ray.exceptions.RayError as e:  # the task itself died (a node lost, the worker killed)
+                result = {"run": run._asdict(), "returncode": -1, "tail": str(e).splitlines()[-5:]}
+            result["commit"] = commit
+            if result["returncode"] == 0:
+                (results_dir / f"{run.id}.json").write_text(json.dumps(result))
+                (results_dir / f"{run.id}.failed.json").unlink(missing_ok=True)
+                what = f"eval {sum(result['eval_returns']) / max(len(result['eval_returns']), 1):.1f}, {result['wall_s']:.0f} s"
+            else:
+                (results_dir / f"{run.id}.failed.json").write_text(json.dumps(result))
+                failures.append(result)
+                what = f"FAILED (exit {result['returncode']}):\n    " + "\n    ".join(result["tail"][-10:])
+            done = len(todo) - len(pending) - len(queue)
+            print(f"{progress_line(done, len(todo), len(failures), started)}  {run.id}: {what}", flush=True)
+    finally:
+        ray.shutdown()
+    if failures:
+        print(f"{len(failures)} runs failed: " + ", ".join(Run(**f["run"]).id for f in failures) + "; run again to retry them")
+    return failures
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", required=True, choices=sorted(SUITES))
+    parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="a Ray cluster to join (default: RAY_ADDRESS, "
+                        "else a local instance)")  # fmt: skip
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local instance, so runs in parallel "
+                        "(default: every core)")  # fmt: skip
+    parser.add_argument("--parallel", type=int, default=None, help="at most this many runs at a time (default: as many as "
+                        "the cluster has CPUs), so that suites can share a cluster")  # fmt: skip
+    parser.add_argument("--only", default="", help="run only the runs whose id (<script>__<env>__s<seed>) matches this "
+                        "regular expression, e.g. '^dqn_atari__', 'Breakout', 's1$'")  # fmt: skip
+    parser.add_argument("--results-dir", type=Path, default=None, help="default: benchmark/results/<suite>")
+    args = parser.parse_args()
+    runs = [r for r in SUITES[args.suite] if re.search(args.only, r.id)]
+    failures = run_suite(args.suite, runs, args.results_dir or RESULTS / args.suite, args.address, args.num_cpus, args.parallel)
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""The benchmark suites: each is a list of runs (script, env id, seed, flags), in the order they are started.
+
+A suite is the protocol of the numbers it is compared with (benchmark/anchors.toml), written as the scripts' flags:
+the scripts keep their own (Atari) defaults, and a suite overrides what its protocol sets.
+"""
+
+from typing import NamedTuple
+
+
+class Run(NamedTuple):
+    script: str
+    env_id: str
+    seed: int
+    flags: tuple = ()
+
+    @property
+    def id(self) -> str:
+        """The run's file name under benchmark/results/<suite>/: `<script>__<env>__s<seed>`."""
+        return f"{self.script.removesuffix('.py')}__{self.env_id.replace('/', '-')}__s{self.seed}"
+
+    @property
+    def algo(self) -> str:
+        return self.script.removesuffix(".py").removesuffix("_atari")
+
+
+def runs(scripts, env_ids, seeds, flags=(), per_script=None) -> list[Run]:
+    """Every (script, env, seed), scripts outermost so that a suite's first runs are one script's complete table."""
+    per_script = per_script or {}
+    return [Run(s, e, seed, tuple(map(str, (*flags, *per_script.get(s, ()))))) for s in scripts for seed in seeds for e in env_ids]
+
+
+# CleanRL's classic-control protocol (cleanrl/dqn.py and c51.py defaults at fe8d8a03; benchmark/dqn.sh and c51.sh): 500k
+# steps, Adam 2.5e-4, buffer 10k, batch 128, hard target copy every 500 steps, ε 1 -> 0.05 over half the run, learning
+# from 10k, a gradient step every 10, MSE loss for DQN. C51: 101 atoms on [-100, 100], Adam eps 0.01/128. CleanRL's
+# MLP is 120-84 units, ours 128-128. QR-DQN, IQN and FQF run the same protocol (with C51's Adam eps), with no anchor.
+CLASSIC = ["--total-timesteps", 500_000, "--learning-rate", 2.5e-4, "--buffer-size", 10_000, "--batch-size", 128,
+           "--target-network-frequency", 500, "--start-e", 1.0, "--end-e", 0.05, "--exploration-fraction", 0.5,
+           "--learning-starts", 10_000, "--train-frequency", 10, "--gamma", 0.99]  # fmt: skip
+CLASSIC_ENVS = ["CartPole-v1", "Acrobot-v1", "MountainCar-v0"]
+CLASSIC_PER_SCRIPT = {
+    "dqn_atari.py": ["--loss", "mse"],
+    "c51_atari.py": ["--n-atoms", 101, "--v-min", -100, "--v-max", 100, "--adam-eps", 0.01 / 128],
+    "qrdqn_atari.py": ["--adam-eps", 0.01 / 128],
+    "iqn_atari.py": ["--adam-eps", 0.01 / 128],
+    "fqf_atari.py": ["--adam-eps", 0.01 / 128],
+}
+
+# The MinAtar paper's DQN (Young & Tian 2019; examples/dqn.py in kenjyoung/MinAtar): replay 100k, batch 32, one update
+# per frame, target copy every 1000 frames, 5000 random frames, then ε 1 -> 0.1 over 100k frames, Huber loss, γ 0.99,
+# step size 2.5e-4. The paper's optimiser is centred RMSprop (α 0.95, eps 0.01); the script uses Adam (eps 1e-8).
+# Our ε anneals from frame 0 over the first 100k frames; theirs from frame 5000, after the random frames.
+MINATAR_DQN = ["--total-timesteps", 1_000_000, "--buffer-size", 100_000, "--batch-size", 32, "--train-frequency", 1,
+               "--target-network-frequency", 1000, "--learning-starts", 5000, "--start-e", 1.0, "--end-e", 0.1,
+               "--exploration-fraction", 0.1, "--learning-rate", 2.5e-4, "--gamma", 0.99, "--loss", "huber"]  # fmt: skip
+# The paper's agents choose among all six actions (examples/dqn.py: `env.num_actions()`), which are the v0 ids; v1 ids
+# have each game's minimal action set.
+MINATAR_GAMES = ["MinAtar/Breakout-v0", "MinAtar/SpaceInvaders-v0", "MinAtar/Asterix-v0", "MinAtar/Freeway-v0", "MinAtar/Seaquest-v0"]
+# Revisiting Rainbow's MinAtar settings (Obando-Ceron & Castro 2021; revisiting_rainbow/Configs/{rainbow,quantile,
+# implicit}_breakout.gin in JohanSamir/revisiting_rainbow, with Dopamine's defaults for ε): Adam 1e-4, eps 3.125e-4,
+# replay 100k, batch 32, learning from 1000 steps, a gradient step every 4, target copy every 1000, ε 1 -> 0.01 over
+# 250k steps. C51 is their Rainbow gin without its extras (51 atoms on [-100, 100]); QR-DQN 51 quantiles; IQN 32 τ
+# samples for the online, target and acting estimates, a 64-cosine embedding. Their runs are 10M frames; ours 1M.
+MINATAR_RR = ["--total-timesteps", 1_000_000, "--buffer-size", 100_000, "--batch-size", 32, "--train-frequency", 4,
+              "--target-network-frequency", 1000, "--learning-starts", 1000, "--start-e", 1.0, "--end-e", 0.01,
+              "--exploration-fraction", 0.25, "--learning-rate", 1e-4, "--adam-eps", 3.125e-4, "--gamma", 0.99]  # fmt: skip
+MINATAR_RR_PER_SCRIPT = {
+    "c51_atari.py": ["--n-atoms", 51, "--v-min", -100, "--v-max", 100],
+    "qrdqn_atari.py": ["--n-quantiles", 51],
+    "iqn_atari.py": ["--n-tau-samples", 32, "--n-target-samples", 32, "--n-act-samples", 32, "--n-cos", 64],
+}
+
+SUITES = {
+    "classic": runs(["dqn_atari.py", "c51_atari.py"], CLASSIC_ENVS, [1, 2, 3], CLASSIC, CLASSIC_PER_SCRIPT)
+    + runs(["qrdqn_atari.py", "iqn_atari.py", "fqf_atari.py"], CLASSIC_ENVS, [1, 2, 3], CLASSIC, CLASSIC_PER_SCRIPT),
+    "minatar": runs(["dqn_atari.py"], MINATAR_GAMES, [1, 2], MINATAR_DQN)
+    + runs(["c51_atari.py", "qrdqn_atari.py", "iqn_atari.py"], MINATAR_GAMES[:2], [1, 2], MINATAR_RR, MINATAR_RR_PER_SCRIPT),
+    # two short runs through the same runner and report, for CI: one classic, one MinAtar
+    "smoke": [
+        Run("dqn_atari.py", "CartPole-v1", 1, tuple(map(str, ["--total-timesteps", 3000, "--learning-starts", 1000,
+                                                               "--eval-episodes", 2]))),  # fmt: skip
+        Run("c51_atari.py", "MinAtar/Breakout-v1", 1, tuple(map(str, ["--total-timesteps", 2000, "--learning-starts", 500,
+                                                                      "--buffer-size", 2000, "--eval-episodes", 2]))),  # fmt: skip
+    ],
+}

@@ -1,0 +1,99 @@
+"""Tests of benchmark/: the runner (Ray tasks, resuming, failures), the report's statistics and the smoke suite."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmark"))
+import report  # noqa: E402
+from suites import SUITES, Run  # noqa: E402
+
+
+def run_tool(tool, *args, cwd):
+    return subprocess.run([sys.executable, str(ROOT / "benchmark" / tool), *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+
+
+def result_with(returns, steps=None, evals=()):
+    steps = steps if steps is not None else range(10, 10 * len(returns) + 1, 10)
+    return {"episodes": [[s, r] for s, r in zip(steps, returns)], "eval_returns": list(evals), "wall_s": 1.0}
+
+
+def test_smoke_suite_runs_resumes_and_reports(tmp_path):
+    """The CI suite: two short runs (CartPole, MinAtar) as Ray tasks, their metrics written as they finish; a second
+    start skips them; the report writes the table and the plot."""
+    results = tmp_path / "results"
+    out = run_tool("run.py", "--suite", "smoke", "--results-dir", results, "--num-cpus", 2, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "2/2 runs  0 failed" in out.stdout
+    for run in SUITES["smoke"]:
+        result = json.loads((results / f"{run.id}.json").read_text())
+        assert len(result["episodes"]) > 5 and len(result["eval_returns"]) == 2 and result["wall_s"] > 0
+        assert result["run"]["env_id"] == run.env_id and "--seed 1" in result["command"]
+    again = run_tool("run.py", "--suite", "smoke", "--results-dir", results, cwd=tmp_path)
+    assert again.returncode == 0 and "2 finished before (skipped), 0 to run" in again.stdout, again.stdout + again.stderr
+    out = run_tool("report.py", "--suite", "smoke", "--results-dir", results, "--out-dir", tmp_path, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    table = (tmp_path / "smoke.md").read_text()
+    assert "| dqn_atari.py | CartPole-v1 | 1/1 |" in table and "| c51_atari.py | MinAtar/Breakout-v1 | 1/1 |" in table
+    assert (tmp_path / "smoke.png").stat().st_size > 10_000
+
+
+def test_a_failed_run_is_reported_with_its_last_lines_and_the_others_go_on(tmp_path, capsys):
+    import run as runner
+
+    good = Run("dqn_atari.py", "CartPole-v1", 1, ("--total-timesteps", "300", "--learning-starts", "100", "--eval-episodes", "1"))
+    bad = Run("dqn_atari.py", "CartPole-v1", 2, ("--total-timesteps", "0",))
+    failures = runner.run_suite("test", [bad, good], tmp_path, num_cpus=2)
+    assert [f["run"]["seed"] for f in failures] == [2]
+    assert (tmp_path / f"{good.id}.json").exists() and not (tmp_path / f"{bad.id}.json").exists()
+    failed = json.loads((tmp_path / f"{bad.id}.failed.json").read_text())
+    assert failed["returncode"] == 2 and any("--total-timesteps 0: must be ≥ 1" in line for line in failed["tail"])
+    printed = capsys.readouterr().out
+    assert "FAILED (exit 2)" in printed and "--total-timesteps 0: must be ≥ 1" in printed and "1 runs failed" in printed
+
+
+def test_curve_is_the_moving_average_of_the_last_100_returns():
+    """At each step, the mean return of the last 100 episodes finished by then (all of them before the 100th)."""
+    returns = np.arange(1, 251, dtype=float)  # episode k ends at step 10k with return k
+    result = result_with(returns)
+    got = report.curve(result, np.array([5, 10, 500, 999, 1000, 2500, 9999]))
+    assert np.isnan(got[0])
+    assert got[1:].tolist() == [1.0, np.mean(returns[:50]), np.mean(returns[:99]), np.mean(returns[:100]),
+                                np.mean(returns[150:]), np.mean(returns[150:])]  # fmt: skip
+    assert report.train_return_last100(result) == np.mean(returns[150:])
+    assert report.train_return_last100(result_with(returns[:30])) == np.mean(returns[:30])
+
+
+def test_bootstrap_ci_of_the_mean():
+    lo, hi = report.bootstrap_ci([3.0, 3.0, 3.0])
+    assert lo == hi == 3.0
+    values = np.random.default_rng(1).normal(10, 2, size=50)
+    lo, hi = report.bootstrap_ci(values)
+    half = 1.96 * values.std() / np.sqrt(len(values))  # the normal approximation it must agree with at n = 50
+    assert lo < values.mean() < hi and abs((hi - lo) / 2 - half) < 0.06 * half
+    assert all(np.isnan(report.bootstrap_ci([1.0])))
+
+
+def test_iqm_of_scores_equal_to_the_anchors_is_one():
+    """Each game's score is divided by its anchor before aggregating: a run scoring exactly the published numbers on
+    every game has an IQM of 1.0, and twice them 2.0, whatever the games' scales."""
+    anchors = report.load_anchors("minatar")
+    games = [env for script, env in anchors if script == "dqn_atari.py"]
+    for factor in (1.0, 2.0):
+        grouped = {("dqn_atari.py", env): [result_with([factor * anchors[("dqn_atari.py", env)]["mean"]] * 100)] * 2 for env in games}
+        (line,) = [row for row in report.iqm_lines(grouped, anchors) if row.startswith("| dqn_atari.py")]
+        assert f"| {factor:.2f} | {factor:.2f} – {factor:.2f} |" in line
+
+
+@pytest.mark.parametrize("suite", sorted(SUITES))
+def test_every_anchor_names_a_source_and_every_suite_runs_scripts_that_exist(suite):
+    for anchor in report.load_anchors(suite).values():
+        assert anchor["source"] and anchor["metric"] in report.METRICS and ("std" in anchor or "band" in anchor)
+        assert any(r.script == anchor["script"] and r.env_id == anchor["env_id"] for r in SUITES[suite]), anchor
+    for run in SUITES[suite]:
+        assert (ROOT / run.script).exists() and len(run.flags) % 2 == 0
