@@ -98,7 +98,8 @@ def run_suite(suite: str, runs: list[Run], results_dir: Path, address=None, num_
         while queue or pending:
             while queue and len(pending) < (parallel or len(todo)):
                 run = queue.pop(0)
-                pending[execute.remote(run._asdict())] = run
+                if not (results_dir / f"{run.id}.json").exists():  # another driver on the same results may have run it
+                    pending[execute.remote(run._asdict())] = run
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=600)
             if not ready:
                 done = len(todo) - len(pending) - len(queue)
