@@ -100,6 +100,8 @@ def run_suite(suite: str, runs: list[Run], results_dir: Path, address=None, num_
                 run = queue.pop(0)
                 if not (results_dir / f"{run.id}.json").exists():  # another driver on the same results may have run it
                     pending[execute.remote(run._asdict())] = run
+            if not pending:
+                break
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=600)
             if not ready:
                 done = len(todo) - len(pending) - len(queue)
