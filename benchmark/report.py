@@ -22,18 +22,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import WINDOW  # noqa: E402
 from suites import SUITES, Run  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 MULTI_GAME = {"minatar"}  # suites whose games are aggregated (IQM); classic control's returns have no common scale
-WINDOW = 100  # episodes: the MinAtar paper's moving average; CleanRL's tables average the final training episodes too
 
 
 def train_return_last100(result: dict) -> float:
     """The mean training episodic return over the run's last 100 episodes (fewer if it had fewer)."""
-    returns = [r for _, r in result["episodes"]]
-    return float(np.mean(returns[-WINDOW:])) if returns else float("nan")
+    value = result["train_return_last100"]
+    return float("nan") if value is None else value
 
 
 def eval_return(result: dict) -> float:
@@ -47,14 +47,9 @@ METRIC_NAMES = {"train_return_last100": f"mean training episodic return over the
 
 
 def curve(result: dict, steps: np.ndarray) -> np.ndarray:
-    """The moving average of the last 100 training returns as of each of `steps` (NaN before the first episode)."""
-    episodes = np.array(result["episodes"], dtype=float).reshape(-1, 2)
-    ends, returns = episodes[:, 0], episodes[:, 1]
-    cumulative = np.concatenate([[0.0], np.cumsum(returns)])
-    count = np.searchsorted(ends, steps, side="right")  # episodes finished by each step
-    first = np.maximum(count - WINDOW, 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, (cumulative[count] - cumulative[first]) / (count - first), np.nan)
+    """The run's stored moving-average curve, at `steps` (linear between its points; NaN before its first)."""
+    points = np.array([(s, np.nan if v is None else v) for s, v in result["curve"]], dtype=float)
+    return np.interp(steps, points[:, 0], points[:, 1], left=np.nan)
 
 
 def bootstrap_ci(values, reps=10_000, seed=0) -> tuple[float, float]:

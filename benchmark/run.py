@@ -4,7 +4,8 @@
     python benchmark/run.py --suite minatar --address auto    # join a running cluster (or set RAY_ADDRESS)
 
 Each finished run is written at once to benchmark/results/<suite>/<run id>.json: its final evaluation returns, its
-training returns (every episode's end step and return), wall time and command. A run whose file exists is skipped, so
+training curve (the 100-episode moving average of training returns at 200 steps) and final training return, wall time
+and command. A run whose file exists is skipped, so
 a suite stopped at any point resumes where it stopped. A run that fails is reported with its last lines (and kept in
 <run id>.failed.json) while the others go on; it is tried again on the next start. Runs get one CPU and one torch thread
 each. `python benchmark/report.py --suite <suite>` turns the results into tables and plots.
@@ -20,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import ray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -31,17 +33,40 @@ if __name__ != "__main__":  # imported (as the tests do): Ray's workers could no
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
-def read_run_dir(run_dir: Path) -> dict:
-    """The scalars a run logged: its training episodes [(step, return)] and its final evaluation's returns."""
+WINDOW = 100  # episodes: the MinAtar paper's moving average of training returns
+CURVE_POINTS = 200
+
+
+def moving_average(episodes, steps, window=WINDOW) -> np.ndarray:
+    """The mean return of the last `window` training episodes finished by each of `steps` (all of them before the
+    `window`-th; NaN before the first). `episodes`: [(step at its end, return)] in order."""
+    episodes = np.asarray(episodes, dtype=float).reshape(-1, 2)
+    cumulative = np.concatenate([[0.0], np.cumsum(episodes[:, 1])])
+    count = np.searchsorted(episodes[:, 0], steps, side="right")
+    first = np.maximum(count - window, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, (cumulative[count] - cumulative[first]) / (count - first), np.nan)
+
+
+def summarise(episodes, eval_returns, total_steps) -> dict:
+    """A run's metrics: the training curve downsampled (the moving average at 200 evenly spaced steps), its final value
+    (the mean return of the last 100 episodes), and the final evaluation's returns."""
+    steps = np.linspace(total_steps / CURVE_POINTS, total_steps, CURVE_POINTS).round()
+    values = moving_average(episodes, steps)
+    return {"curve": [[int(s), None if np.isnan(v) else round(float(v), 3)] for s, v in zip(steps, values)],
+            "train_return_last100": float(np.mean([r for _, r in episodes][-WINDOW:])) if len(episodes) else None,
+            "episodes": len(episodes), "eval_returns": list(eval_returns)}  # fmt: skip
+
+
+def read_run_dir(run_dir: Path, total_steps: int) -> dict:
+    """The metrics (`summarise`) of the scalars a run logged: its training episodes and its final evaluation."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     acc.Reload()
-    tags = acc.Tags()["scalars"]
-    scalars = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in ("charts/episodic_return", "eval/episodic_return")
-               if tag in tags}  # fmt: skip
-    return {"episodes": [[step, round(value, 4)] for step, value in scalars.get("charts/episodic_return", [])],
-            "eval_returns": [value for _, value in scalars.get("eval/episodic_return", [])]}  # fmt: skip
+    scalars = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else []
+               for tag in ("charts/episodic_return", "eval/episodic_return")}  # fmt: skip
+    return summarise(scalars["charts/episodic_return"], [v for _, v in scalars["eval/episodic_return"]], total_steps)
 
 
 @ray.remote(num_cpus=1)
@@ -60,7 +85,8 @@ def execute(run: dict, tail_lines: int = 30) -> dict:
                   "returncode": proc.returncode, "tail": lines[-tail_lines:], "host": os.uname().nodename}  # fmt: skip
         if proc.returncode == 0:
             run_dirs = list(Path(cwd, "runs").iterdir())
-            result.update(read_run_dir(run_dirs[0]) if len(run_dirs) == 1 else {"returncode": -1, "tail": lines[-tail_lines:] + [
+            total = int(dict(zip(run["flags"][::2], run["flags"][1::2]))["--total-timesteps"])
+            result.update(read_run_dir(run_dirs[0], total) if len(run_dirs) == 1 else {"returncode": -1, "tail": lines[-tail_lines:] + [
                 f"runner: expected one run folder, found {len(run_dirs)}"]})  # fmt: skip
     return result
 

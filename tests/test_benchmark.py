@@ -10,6 +10,7 @@ from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmark"))
 import report  # noqa: E402
+import run as runner  # noqa: E402
 from suites import SUITES, Run  # noqa: E402
 
 
@@ -18,9 +19,10 @@ def run_tool(tool, *args, cwd):
                           text=True, timeout=600)  # fmt: skip
 
 
-def result_with(returns, steps=None, evals=()):
-    steps = steps if steps is not None else range(10, 10 * len(returns) + 1, 10)
-    return {"episodes": [[s, r] for s, r in zip(steps, returns)], "eval_returns": list(evals), "wall_s": 1.0}
+def result_with(returns, evals=()):
+    """A run's metrics as the runner writes them, for training returns ending 10 steps apart."""
+    episodes = [(10 * (k + 1), r) for k, r in enumerate(returns)]
+    return {**runner.summarise(episodes, evals, 10 * len(returns)), "wall_s": 1.0}
 
 
 def test_smoke_suite_runs_resumes_and_reports(tmp_path):
@@ -32,7 +34,7 @@ def test_smoke_suite_runs_resumes_and_reports(tmp_path):
     assert "2/2 runs  0 failed" in out.stdout
     for run in SUITES["smoke"]:
         result = json.loads((results / f"{run.id}.json").read_text())
-        assert len(result["episodes"]) > 5 and len(result["eval_returns"]) == 2 and result["wall_s"] > 0
+        assert result["episodes"] > 5 and len(result["curve"]) == 200 and len(result["eval_returns"]) == 2 and result["wall_s"] > 0
         assert result["run"]["env_id"] == run.env_id and "--seed 1" in result["command"]
     again = run_tool("run.py", "--suite", "smoke", "--results-dir", results, cwd=tmp_path)
     assert again.returncode == 0 and "2 finished before (skipped), 0 to run" in again.stdout, again.stdout + again.stderr
@@ -44,8 +46,6 @@ def test_smoke_suite_runs_resumes_and_reports(tmp_path):
 
 
 def test_a_failed_run_is_reported_with_its_last_lines_and_the_others_go_on(tmp_path, capsys):
-    import run as runner
-
     good = Run("dqn_atari.py", "CartPole-v1", 1, ("--total-timesteps", "300", "--learning-starts", "100", "--eval-episodes", "1"))
     bad = Run("dqn_atari.py", "CartPole-v1", 2, ("--total-timesteps", "0",))
     failures = runner.run_suite("test", [bad, good], tmp_path, num_cpus=2)
@@ -58,15 +58,19 @@ def test_a_failed_run_is_reported_with_its_last_lines_and_the_others_go_on(tmp_p
 
 
 def test_curve_is_the_moving_average_of_the_last_100_returns():
-    """At each step, the mean return of the last 100 episodes finished by then (all of them before the 100th)."""
+    """At each step, the mean return of the last 100 episodes finished by then (all of them before the 100th); the
+    final training return is the mean of the last 100."""
     returns = np.arange(1, 251, dtype=float)  # episode k ends at step 10k with return k
-    result = result_with(returns)
-    got = report.curve(result, np.array([5, 10, 500, 999, 1000, 2500, 9999]))
+    episodes = [(10 * k, r) for k, r in enumerate(returns, 1)]
+    got = runner.moving_average(episodes, np.array([5, 10, 500, 999, 1000, 2500, 9999]))
     assert np.isnan(got[0])
     assert got[1:].tolist() == [1.0, np.mean(returns[:50]), np.mean(returns[:99]), np.mean(returns[:100]),
                                 np.mean(returns[150:]), np.mean(returns[150:])]  # fmt: skip
+    result = result_with(returns)
     assert report.train_return_last100(result) == np.mean(returns[150:])
     assert report.train_return_last100(result_with(returns[:30])) == np.mean(returns[:30])
+    assert len(result["curve"]) == 200 and result["curve"][-1] == [2500, np.mean(returns[150:])]
+    assert report.curve(result, np.array([2500.0]))[0] == np.mean(returns[150:])
 
 
 def test_bootstrap_ci_of_the_mean():
