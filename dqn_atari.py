@@ -64,7 +64,7 @@ class Args:
     a machine should each get their share: two threads on a core another process also used ran 2.5-3.5x slower (README)"""
 
     env_id: str = "BreakoutNoFrameskip-v4"
-    """an ALE id (ale-py's C++ AtariVectorEnv, Nature CNN), a MinAtar id such as MinAtar/Breakout-v1 (MinAtar's CNN), or a
+    """an ALE id (ale-py's C++ AtariVectorEnv, Nature CNN), a MinAtar id such as MinAtar/Breakout-v0 (MinAtar's CNN), or a
     gymnasium id with a flat Box observation (MLP torso)"""
     num_envs: int = 1
     """parallel environments (the paper's protocol is 1)"""
@@ -148,7 +148,8 @@ def make_env(env_id: str, num_envs: int, render: bool = False) -> gym.vector.Vec
     10x10 grids of C 0/1 channels, sticky actions p = 0.1 inside the game, no frame skip or stacking) or any other id
     with a flat Box observation runs through gym.make_vec. All autoreset in the same step, with the true last
     observation in `info["final_obs"]`. Raises ValueError on an id or space this script cannot train on."""
-    if env_id.startswith("MinAtar/") and env_id not in gym.registry:  # gymnasium ≥ 1.0 needs them registered by hand
+    minatar = env_id.startswith("MinAtar/")
+    if minatar and env_id not in gym.registry:  # gymnasium ≥ 1.0 needs them registered by hand
         from minatar.gym import register_envs
 
         register_envs()
@@ -166,7 +167,7 @@ def make_env(env_id: str, num_envs: int, render: bool = False) -> gym.vector.Vec
             vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
         )  # fmt: skip
         space = envs.single_observation_space
-        if not (isinstance(space, gym.spaces.Box) and (len(space.shape) == 1 or env_id.startswith("MinAtar/"))):
+        if not (isinstance(space, gym.spaces.Box) and (len(space.shape) == 1 or minatar)):
             raise ValueError(f"{env_id} has observation space {space}; need a flat Box, a MinAtar or an ALE game")
     if not isinstance(envs.single_action_space, gym.spaces.Discrete):
         raise ValueError(f"{env_id} has action space {envs.single_action_space}; this script needs a Discrete action space")
@@ -442,7 +443,7 @@ def video_frames(envs, obs: np.ndarray):
 
 def evaluate(q_network, args: Args, video_dir=None) -> list[float]:
     """The first whole game of each of `eval_episodes` parallel envs, with ε = `eval_epsilon`. With `video_dir`,
-    each game is written as an mp4: what the agent sees on Atari (its 84x84 frames), the rendering otherwise."""
+    each game is written as an mp4 (`video_frames`)."""
     if video_dir:  # frames are rendered off-screen; without this SDL looks for a display and complains
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     envs = make_env(args.env_id, args.eval_episodes, render=video_dir is not None)

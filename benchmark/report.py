@@ -86,7 +86,7 @@ def fmt(x, digits=1) -> str:
     return "n/a" if x is None or np.isnan(x) else f"{x:.{digits}f}"
 
 
-def table(suite: str, runs: list[Run], grouped: dict, anchors: dict) -> list[str]:
+def table(runs: list[Run], grouped: dict, anchors: dict) -> list[str]:
     planned = defaultdict(int)
     for run in runs:
         planned[(run.script, run.env_id)] += 1
@@ -143,7 +143,7 @@ def iqm_lines(grouped: dict, anchors: dict) -> list[str]:
             "|---|---|---|---|---|", *lines]  # fmt: skip
 
 
-def plot(suite: str, runs: list[Run], grouped: dict, anchors: dict, path: Path):
+def plot(runs: list[Run], grouped: dict, anchors: dict, path: Path):
     """One panel per env: each script's moving-average training return (mean over seeds, band min–max), and the
     anchors' points with their bands."""
     envs = list(dict.fromkeys(r.env_id for r in runs))
@@ -189,7 +189,7 @@ def report(suite: str, results_dir: Path, out_dir: Path) -> str:
              "seeds. The final evaluation is the script's own (its --eval-episodes at --eval-epsilon). \"vs the anchor's "
              "band\": where our mean falls against the anchor's mean ± std (or ± its reading error).", "",
              f"Reproduce: `python benchmark/run.py --suite {suite} && python benchmark/report.py --suite {suite}`", "",
-             *table(suite, runs, grouped, anchors)]  # fmt: skip
+             *table(runs, grouped, anchors)]  # fmt: skip
     if suite in MULTI_GAME:
         lines += iqm_lines(grouped, anchors)
     if anchors:
@@ -199,7 +199,7 @@ def report(suite: str, results_dir: Path, out_dir: Path) -> str:
     if failed:
         lines += ["", f"Failed runs (run the suite again to retry): {', '.join(failed)}"]
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot(suite, runs, grouped, anchors, out_dir / f"{suite}.png")
+    plot(runs, grouped, anchors, out_dir / f"{suite}.png")
     lines += ["", f"![learning curves]({suite}.png)"]
     text = "\n".join(lines) + "\n"
     (out_dir / f"{suite}.md").write_text(text)

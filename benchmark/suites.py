@@ -18,10 +18,6 @@ class Run(NamedTuple):
         """The run's file name under benchmark/results/<suite>/: `<script>__<env>__s<seed>`."""
         return f"{self.script.removesuffix('.py')}__{self.env_id.replace('/', '-')}__s{self.seed}"
 
-    @property
-    def algo(self) -> str:
-        return self.script.removesuffix(".py").removesuffix("_atari")
-
 
 def runs(scripts, env_ids, seeds, flags=(), per_script=None) -> list[Run]:
     """Every (script, env, seed), scripts outermost so that a suite's first runs are one script's complete table."""
