@@ -51,7 +51,10 @@ class Args:
     save_model: bool = False
     """whether to save a checkpoint (weights + args) to `runs/{run_name}/` (also on interrupt)"""
     eval_episodes: int = 10
-    """deterministic episodes of the final evaluation (0 skips it)"""
+    """deterministic episodes of each evaluation (0 skips the final one; the TD3 paper averages 10)"""
+    eval_frequency: int = 0
+    """also evaluate every this many transitions, logged as `eval/mean_return` against steps, the learning curve (0: only
+    the final evaluation; the TD3 paper evaluated every 5000)"""
     eval_checkpoint: Optional[str] = None
     """evaluate this saved checkpoint instead of training"""
     checkpoint_frequency: int = 0
@@ -61,7 +64,12 @@ class Args:
     """torch's CPU threads; None: `OMP_NUM_THREADS` when it is set, else the CPUs this process may run on. Runs that share
     a machine should each get their share: two threads on a core another process also used ran 2.5-3.5x slower (README)"""
     save_dataset: Optional[str] = None
-    """write every finished training episode as a local Minari dataset with this id (e.g. `hopper/td3-replay-v0`)"""
+    """write every finished training episode as a local Minari dataset with this id (e.g. `hopper/td3-replay-v0`); with
+    `--eval-checkpoint`, the evaluation's episodes instead"""
+    dataset_ref_max_score: Optional[float] = None
+    """with `--save-dataset`: the expert return that normalised scores are measured against, stored as the dataset's
+    `ref_max_score` (Minari then measures `ref_min_score` from 100 episodes of random actions); e.g. 3234.3, D4RL's SAC
+    expert on Hopper. None: the dataset has no reference scores"""
 
     env_id: str = "HalfCheetah-v5"
     """any gymnasium id with a Box action space and a flat Box observation (MuJoCo by default)"""
@@ -120,7 +128,9 @@ def check_args(args: Args) -> list[str]:
         ("policy_noise", args.policy_noise >= 0, "≥ 0"),
         ("noise_clip", args.noise_clip >= 0, "≥ 0"),
         ("alpha", 0 < args.alpha < float("inf"), "> 0 and finite"),
-        ("eval_episodes", args.eval_episodes >= (1 if args.eval_checkpoint else 0), "≥ 1 with --eval-checkpoint, else ≥ 0"),
+        ("eval_episodes", args.eval_episodes >= (1 if args.eval_checkpoint or args.eval_frequency else 0),
+         "≥ 1 with --eval-checkpoint or --eval-frequency, else ≥ 0"),
+        ("eval_frequency", args.eval_frequency >= 0, "≥ 0"),
         ("checkpoint_frequency", args.checkpoint_frequency == 0 or (args.checkpoint_frequency > 0 and args.save_model),
          "≥ 0, and > 0 only with --save-model"),
         ("threads", args.threads is None or args.threads >= 1, "≥ 1"),
@@ -332,13 +342,15 @@ def seed_everything(seed: int, torch_deterministic: bool):
     torch.backends.cudnn.deterministic = torch_deterministic
 
 
-def evaluate(actor, args: Args, device, video_dir=None) -> list[float]:
+def evaluate(actor, args: Args, device, video_dir=None, recorder=None) -> list[float]:
     """The first episode of each of `eval_episodes` parallel envs with the deterministic action. With `video_dir`,
-    each episode's rendering is written as an mp4."""
+    each episode's rendering is written as an mp4; with an `EpisodeRecorder`, each episode is recorded."""
     if video_dir:  # frames are rendered off-screen; without this SDL looks for a display and complains
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     envs = make_env(args.env_id, args.eval_episodes, render=video_dir is not None)
     obs, _ = envs.reset(seed=args.seed + 10_000)
+    if recorder:
+        recorder.begin(obs)
     returns, finished = np.zeros(args.eval_episodes), np.zeros(args.eval_episodes, dtype=bool)
     writers = []
     if video_dir:
@@ -353,7 +365,12 @@ def evaluate(actor, args: Args, device, video_dir=None) -> list[float]:
                 writers[i].append_data(frames[i])
         with torch.no_grad():
             actions = actor(torch.as_tensor(obs, device=device, dtype=torch.float32))
-        obs, rewards, terminations, truncations, _ = envs.step(actions.cpu().numpy())
+        actions_np = actions.cpu().numpy()
+        next_obs, rewards, terminations, truncations, infos = envs.step(actions_np)
+        if recorder:
+            real_next_obs = true_next_obs(next_obs, terminations | truncations, infos)
+            recorder.add(actions_np, rewards, terminations, truncations, real_next_obs, next_obs, np.flatnonzero(~finished))
+        obs = next_obs
         returns += rewards * ~finished
         finished |= terminations | truncations
     for w in writers:
@@ -393,11 +410,21 @@ def load_checkpoint(path, device):
     return actor, args
 
 
+def true_next_obs(next_obs, ends, infos):
+    """The observation each env's step reached: where an episode ended (`ends`), the env has already reset, and its
+    last observation is in `final_obs` (a truncated episode still bootstraps from it)."""
+    if not ends.any():
+        return next_obs
+    real_next_obs = next_obs.copy()
+    real_next_obs[ends] = np.stack(infos["final_obs"][ends])
+    return real_next_obs
+
+
 class EpisodeRecorder:
     """`--save-dataset`: keeps every env's current episode on the host and, once it ends, the finished episode with
     its terminated/truncated flags, to be written as a Minari dataset (which can recreate the env from its id)."""
 
-    def __init__(self, num_envs, first_obs):
+    def begin(self, first_obs):
         self.current = [self.new_episode(o) for o in first_obs]
         self.episodes = []
 
@@ -405,8 +432,10 @@ class EpisodeRecorder:
     def new_episode(first_obs):
         return {"observations": [first_obs], "actions": [], "rewards": [], "terminations": [], "truncations": []}
 
-    def add(self, actions, rewards, terminations, truncations, real_next_obs, next_obs):
-        for i, episode in enumerate(self.current):
+    def add(self, actions, rewards, terminations, truncations, real_next_obs, next_obs, envs=None):
+        """Records a step of every env (or of the envs listed in `envs`)."""
+        for i in range(len(self.current)) if envs is None else envs:
+            episode = self.current[i]
             episode["observations"].append(real_next_obs[i])
             episode["actions"].append(actions[i])
             episode["rewards"].append(rewards[i])
@@ -416,7 +445,7 @@ class EpisodeRecorder:
                 self.episodes.append(episode)
                 self.current[i] = self.new_episode(next_obs[i])
 
-    def write(self, dataset_id, env_id, algo):
+    def write(self, dataset_id, env_id, description, ref_max_score=None):
         """Only finished episodes are written; one still running when training stops is dropped. Raises ValueError
         when none finished."""
         import minari
@@ -433,9 +462,9 @@ class EpisodeRecorder:
         ]
         user = getpass.getuser()
         return minari.create_dataset_from_buffers(
-            dataset_id, buffers, env=env_id, eval_env=env_id, algorithm_name=f"ddpg_td3_sac.py --algo {algo}",
-            author=user, author_email=f"{user}@{socket.gethostname()}", code_permalink="ddpg_td3_sac.py",
-            description=f"every finished training episode of `ddpg_td3_sac.py --algo {algo} --env-id {env_id}`",
+            dataset_id, buffers, env=env_id, eval_env=env_id, algorithm_name=description.split("`")[1], author=user,
+            author_email=f"{user}@{socket.gethostname()}", code_permalink="ddpg_td3_sac.py", description=description,
+            ref_max_score=ref_max_score,
         )  # fmt: skip
 
 
@@ -507,6 +536,16 @@ def main(args: Args) -> None:
         fail(*problems)
     torch.set_num_threads(args.threads or default_threads())
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if args.save_dataset:  # a bad id would otherwise fail only once training is over
+        import minari
+        from minari.dataset.minari_dataset import parse_dataset_id
+
+        try:
+            parse_dataset_id(args.save_dataset)
+        except ValueError as e:
+            fail(str(e))
+        if args.save_dataset in minari.list_local_datasets():
+            fail(f"a local Minari dataset {args.save_dataset} already exists; choose another id")
     if args.eval_checkpoint:
         seed_everything(args.seed, args.torch_deterministic)
         try:
@@ -514,15 +553,16 @@ def main(args: Args) -> None:
         except ValueError as e:
             fail(str(e))
         ckpt_args.eval_episodes, ckpt_args.seed = args.eval_episodes, args.seed
-        returns = evaluate(actor, ckpt_args, device, "videos/eval" if args.capture_video else None)
+        recorder = EpisodeRecorder() if args.save_dataset else None
+        returns = evaluate(actor, ckpt_args, device, "videos/eval" if args.capture_video else None, recorder)
         print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes: {returns}")
+        if recorder:
+            description = (f"{len(returns)} deterministic episodes of the `ddpg_td3_sac.py --algo {ckpt_args.algo}` checkpoint "
+                           f"{args.eval_checkpoint}")  # fmt: skip
+            dataset = recorder.write(args.save_dataset, ckpt_args.env_id, description, args.dataset_ref_max_score)
+            print(f"dataset {args.save_dataset}: {dataset.total_episodes} episodes, {dataset.total_steps} steps")
         return
     args = resolve_defaults(args)
-    if args.save_dataset:
-        import minari
-
-        if args.save_dataset in minari.list_local_datasets():
-            fail(f"a local Minari dataset {args.save_dataset} already exists; choose another id")
     try:
         envs = make_env(args.env_id, args.num_envs)
     except (ValueError, ImportError, gym.error.Error) as e:
@@ -560,13 +600,15 @@ def main(args: Args) -> None:
     obs_np, _ = envs.reset(seed=args.seed)
     envs.single_action_space.seed(args.seed)
     obs = torch.as_tensor(obs_np, device=device, dtype=torch.float32)
-    recorder = EpisodeRecorder(args.num_envs, obs_np) if args.save_dataset else None
+    recorder = EpisodeRecorder() if args.save_dataset else None
+    if recorder:
+        recorder.begin(obs_np)
     episode_returns, episode_lengths = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=int)
     recent_returns = deque(maxlen=20)
     global_step, gradient_steps = 0, 0
     policy_loss = torch.zeros((), device=device)  # logged before the first actor update when policy_frequency > 1
     start_time = last_print = time.time()
-    last_print_step, failure, stop = 0, None, StopSignal()
+    last_print_step, last_eval, failure, stop = 0, float("nan"), None, StopSignal()
     try:
         while global_step < args.total_timesteps and not stop.code:
             if global_step < args.learning_starts:  # uniformly random actions fill the buffer first (all three)
@@ -579,10 +621,7 @@ def main(args: Args) -> None:
             global_step += args.num_envs
 
             ends = terminations | truncations
-            real_next_obs_np = next_obs_np
-            if ends.any():  # the env already reset these; a truncated episode still bootstraps from its last obs
-                real_next_obs_np = next_obs_np.copy()
-                real_next_obs_np[ends] = np.stack(infos["final_obs"][ends])
+            real_next_obs_np = true_next_obs(next_obs_np, ends, infos)
             # one host-to-device copy per step: next obs, true next obs, reward, terminated
             step_data = torch.as_tensor(np.concatenate([next_obs_np, real_next_obs_np, rewards[:, None], terminations[:, None]], 1),
                                         device=device, dtype=torch.float32)  # fmt: skip
@@ -632,13 +671,17 @@ def main(args: Args) -> None:
                     writer.add_scalar("losses/alpha", log_alpha.exp(), global_step)
             if args.checkpoint_frequency and global_step % args.checkpoint_frequency < args.num_envs:
                 save_checkpoint(model_path, actor, qfs, args)
+            # the learning curve; the final evaluation (after the loop) is its last point
+            if args.eval_frequency and global_step % args.eval_frequency < args.num_envs and global_step < args.total_timesteps:
+                last_eval = np.mean(evaluate(actor, args, device))
+                writer.add_scalar("eval/mean_return", last_eval, global_step)
 
             if time.time() - last_print > 5 or global_step >= args.total_timesteps:
                 sps = (global_step - last_print_step) / (time.time() - last_print)
                 eta = (args.total_timesteps - global_step) / max(sps, 1e-9)
                 mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
                 print(f"step {global_step}/{args.total_timesteps}  SPS {sps:.0f}  ETA {eta / 60:.1f} min  return {mean_return} "
-                      f"(last {len(recent_returns)})  grad steps {gradient_steps}", flush=True)  # fmt: skip
+                      f"(last {len(recent_returns)})  eval {last_eval:.1f}  grad steps {gradient_steps}", flush=True)  # fmt: skip
                 writer.add_scalar("charts/SPS", sps, global_step)
                 last_print, last_print_step = time.time(), global_step
     except FloatingPointError as e:
@@ -651,7 +694,8 @@ def main(args: Args) -> None:
             print(f"model saved to {model_path}" + (" (the last finite weights)" if failure else ""))
         if recorder:
             try:
-                dataset = recorder.write(args.save_dataset, args.env_id, args.algo)
+                description = f"every finished training episode of `ddpg_td3_sac.py --algo {args.algo}` on {args.env_id}"
+                dataset = recorder.write(args.save_dataset, args.env_id, description, args.dataset_ref_max_score)
                 print(f"dataset {args.save_dataset}: {dataset.total_episodes} episodes, {dataset.total_steps} steps")
             except ValueError as e:
                 failure = failure or e
@@ -666,6 +710,8 @@ def main(args: Args) -> None:
         returns = evaluate(actor, args, device, f"videos/{run_name}" if args.capture_video else None)
         for i, episodic_return in enumerate(returns):
             writer.add_scalar("eval/episodic_return", episodic_return, i)
+        if args.eval_frequency:
+            writer.add_scalar("eval/mean_return", np.mean(returns), global_step)
         print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes")
     print(f"total time {time.time() - start_time:.0f} s, {global_step} steps, {gradient_steps} gradient steps")
     writer.close()

@@ -48,14 +48,17 @@ def moving_average(episodes, steps, window=WINDOW) -> np.ndarray:
         return np.where(count > 0, (cumulative[count] - cumulative[first]) / (count - first), np.nan)
 
 
-def summarise(episodes, eval_returns, total_steps) -> dict:
+def summarise(episodes, eval_returns, total_steps, eval_curve=(), eval_scores=()) -> dict:
     """A run's metrics: the training curve downsampled (the moving average at 200 evenly spaced steps), its final value
-    (the mean return of the last 100 episodes), and the final evaluation's returns."""
+    (the mean return of the last 100 episodes), the final evaluation's returns, and the evaluations' learning curve
+    ([step, mean return], and [step, mean normalised score] where the script logs one)."""
     steps = np.linspace(total_steps / CURVE_POINTS, total_steps, CURVE_POINTS).round()
     values = moving_average(episodes, steps)
     return {"curve": [[int(s), None if np.isnan(v) else round(float(v), 3)] for s, v in zip(steps, values)],
             "train_return_last100": float(np.mean([r for _, r in episodes][-WINDOW:])) if len(episodes) else None,
-            "episodes": len(episodes), "eval_returns": list(eval_returns)}  # fmt: skip
+            "episodes": len(episodes), "eval_returns": list(eval_returns),
+            "eval_curve": [[int(s), round(float(v), 3)] for s, v in eval_curve],
+            "eval_curve_normalized": [[int(s), round(float(v), 3)] for s, v in eval_scores]}  # fmt: skip
 
 
 def read_run_dir(run_dir: Path, total_steps: int) -> dict:
@@ -64,9 +67,10 @@ def read_run_dir(run_dir: Path, total_steps: int) -> dict:
 
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     acc.Reload()
-    scalars = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else []
-               for tag in ("charts/episodic_return", "eval/episodic_return")}  # fmt: skip
-    return summarise(scalars["charts/episodic_return"], [v for _, v in scalars["eval/episodic_return"]], total_steps)
+    tags = ("charts/episodic_return", "eval/episodic_return", "eval/mean_return", "eval/mean_normalized_score")
+    scalars = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else [] for tag in tags}
+    return summarise(scalars["charts/episodic_return"], [v for _, v in scalars["eval/episodic_return"]], total_steps,
+                     scalars["eval/mean_return"], scalars["eval/mean_normalized_score"])  # fmt: skip
 
 
 @ray.remote(num_cpus=1)
@@ -74,7 +78,7 @@ def execute(run: dict, tail_lines: int = 30) -> dict:
     """Start the script in a fresh folder, wait for it, and return its metrics (or its last lines if it failed). The
     task's working directory is the repository, which Ray ships to every node (`runtime_env` in `run_suite`)."""
     repo = Path.cwd()
-    command = [sys.executable, str(repo / run["script"]), "--env-id", run["env_id"], "--seed", str(run["seed"]), "--threads", "1",
+    command = [sys.executable, str(repo / run["script"]), run["env_flag"], run["env_id"], "--seed", str(run["seed"]), "--threads", "1",
                *run["flags"]]  # fmt: skip
     with tempfile.TemporaryDirectory() as cwd:
         start = time.time()

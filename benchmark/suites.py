@@ -12,11 +12,16 @@ class Run(NamedTuple):
     env_id: str
     seed: int
     flags: tuple = ()
+    variant: str = ""
+    """names what `flags` make of a script that holds several algorithms (`td3`, `bc`); part of the run's id"""
+    env_flag: str = "--env-id"
+    """the flag that passes `env_id`: offline runs pass a dataset (`--dataset`)"""
 
     @property
     def id(self) -> str:
-        """The run's file name under benchmark/results/<suite>/: `<script>__<env>__s<seed>`."""
-        return f"{self.script.removesuffix('.py')}__{self.env_id.replace('/', '-')}__s{self.seed}"
+        """The run's file name under benchmark/results/<suite>/: `<script>[-<variant>]__<env>__s<seed>`."""
+        name = self.script.removesuffix(".py") + (f"-{self.variant}" if self.variant else "")
+        return f"{name}__{self.env_id.replace('/', '-')}__s{self.seed}"
 
 
 def runs(scripts, env_ids, seeds, flags=(), per_script=None) -> list[Run]:
@@ -65,11 +70,26 @@ MINATAR_RR_PER_SCRIPT = {
     "iqn_atari.py": ["--n-tau-samples", 32, "--n-target-samples", 32, "--n-act-samples", 32, "--n-cos", 64],
 }
 
+# MuJoCo: the scripts' defaults (CleanRL's), with a deterministic evaluation of 10 episodes every 10k transitions, up
+# to 300k. TD3 runs the settings of the TD3 paper's curves (Fujimoto et al. 2018; main.py and TD3.py at commit
+# bc98e62 of sfujim/TD3): 10k random steps, batch 100, Adam 1e-3; their 400-300 networks are 256-256 here.
+MUJOCO_ENVS = ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"]
+MUJOCO = ["--total-timesteps", 300_000, "--eval-frequency", 10_000, "--eval-episodes", 10]
+MUJOCO_PER_ALGO = {"td3": ["--learning-starts", 10_000, "--batch-size", 100, "--learning-rate", 1e-3], "sac": [], "ddpg": []}
+
+
+def mujoco_runs(seeds) -> list[Run]:
+    """Seeds outermost, so that a suite stopped early has every algorithm on every env."""
+    return [Run("ddpg_td3_sac.py", env_id, seed, tuple(map(str, ["--algo", algo, *MUJOCO, *flags])), variant=algo)
+            for seed in seeds for algo, flags in MUJOCO_PER_ALGO.items() for env_id in MUJOCO_ENVS]  # fmt: skip
+
+
 SUITES = {
     "classic": runs(["dqn_atari.py", "c51_atari.py"], CLASSIC_ENVS, [1, 2, 3], CLASSIC, CLASSIC_PER_SCRIPT)
     + runs(["qrdqn_atari.py", "iqn_atari.py", "fqf_atari.py"], CLASSIC_ENVS, [1, 2, 3], CLASSIC, CLASSIC_PER_SCRIPT),
     "minatar": runs(["dqn_atari.py"], MINATAR_GAMES, [1, 2], MINATAR_DQN)
     + runs(["c51_atari.py", "qrdqn_atari.py", "iqn_atari.py"], MINATAR_GAMES[:2], [1, 2], MINATAR_RR, MINATAR_RR_PER_SCRIPT),
+    "mujoco": mujoco_runs([1, 2, 3]),
     # two short runs through the same runner and report, for CI: one classic, one MinAtar
     "smoke": [
         Run("dqn_atari.py", "CartPole-v1", 1, tuple(map(str, ["--total-timesteps", 3000, "--learning-starts", 1000,

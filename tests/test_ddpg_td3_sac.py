@@ -163,7 +163,7 @@ QUICK = ["--env-id", "Pendulum-v1", "--total-timesteps", 50, "--learning-starts"
         (["--tau", 0], "--tau 0.0: must be in (0, 1]"),
         (["--q-lr", -1], "--q-lr -1.0: must be > 0 and finite"),
         (["--policy-frequency", 0], "--policy-frequency 0: must be ≥ 1"),
-        (["--eval-episodes", -3], "--eval-episodes -3: must be ≥ 1 with --eval-checkpoint, else ≥ 0"),
+        (["--eval-episodes", -3], "--eval-episodes -3: must be ≥ 1 with --eval-checkpoint or --eval-frequency, else ≥ 0"),
         (["--eval-checkpoint", "any.pt", "--eval-episodes", 0], "--eval-episodes 0: must be ≥ 1 with --eval-checkpoint"),
         (["--checkpoint-frequency", 100], "--checkpoint-frequency 100: must be ≥ 0, and > 0 only with --save-model"),
         (["--threads", 0], "--threads 0: must be ≥ 1"),
