@@ -128,7 +128,7 @@ def check_args(args: Args) -> list[str]:
         ("policy_noise", args.policy_noise >= 0, "≥ 0"),
         ("noise_clip", args.noise_clip >= 0, "≥ 0"),
         ("alpha", 0 < args.alpha < float("inf"), "> 0 and finite"),
-        ("eval_episodes", args.eval_episodes >= (1 if args.eval_checkpoint or args.eval_frequency else 0),
+        ("eval_episodes", args.eval_episodes >= (1 if args.eval_checkpoint or args.eval_frequency > 0 else 0),
          "≥ 1 with --eval-checkpoint or --eval-frequency, else ≥ 0"),
         ("eval_frequency", args.eval_frequency >= 0, "≥ 0"),
         ("checkpoint_frequency", args.checkpoint_frequency == 0 or (args.checkpoint_frequency > 0 and args.save_model),

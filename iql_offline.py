@@ -48,7 +48,11 @@ class Args:
     save_model: bool = False
     """whether to save a checkpoint (weights + args) to `runs/{run_name}/` (also on interrupt)"""
     eval_episodes: int = 10
-    """deterministic episodes of the final evaluation (0 skips it; the paper averages 10)"""
+    """deterministic episodes of each evaluation (0 skips the final one; the paper averages 10)"""
+    eval_frequency: int = 0
+    """also evaluate every this many gradient steps, logged as `eval/mean_return` and `eval/mean_normalized_score`
+    against gradient steps, the learning curve (0: only the final evaluation; the paper's code and CORL evaluate every
+    5000)"""
     eval_checkpoint: Optional[str] = None
     """evaluate this saved checkpoint instead of training"""
     checkpoint_frequency: int = 0
@@ -119,7 +123,9 @@ def check_args(args: Args) -> list[str]:
         ("bonus_coef", args.bonus_coef >= 0, "≥ 0"),
         ("bonus_pretrain_steps", args.bonus_pretrain_steps >= (1 if args.bonus != "none" else 0), "≥ 1 with --bonus, else ≥ 0"),
         ("n_quantiles", args.n_quantiles >= 1, "≥ 1"),
-        ("eval_episodes", args.eval_episodes >= (1 if args.eval_checkpoint else 0), "≥ 1 with --eval-checkpoint, else ≥ 0"),
+        ("eval_episodes", args.eval_episodes >= (1 if args.eval_checkpoint or args.eval_frequency > 0 else 0),
+         "≥ 1 with --eval-checkpoint or --eval-frequency, else ≥ 0"),
+        ("eval_frequency", args.eval_frequency >= 0, "≥ 0"),
         ("checkpoint_frequency", args.checkpoint_frequency == 0 or (args.checkpoint_frequency > 0 and args.save_model),
          "≥ 0, and > 0 only with --save-model"),
         ("threads", args.threads is None or args.threads >= 1, "≥ 1"),
@@ -453,6 +459,23 @@ def evaluate(actor, args: Args, env, norm, action_scale, device, video_dir=None)
     return returns.tolist()
 
 
+def normalized_scores(returns, ref_scores) -> list[float]:
+    """D4RL's normalised score, 100 (R − R_random) / (R_expert − R_random), from the dataset's reference returns."""
+    low, high = ref_scores
+    return [100 * (r - low) / (high - low) for r in returns]
+
+
+def log_learning_curve(writer, step, returns, ref_scores) -> str:
+    """A point of the learning curve: the evaluation's mean return (and mean normalised score) at `step`; returns it as
+    text for the progress line."""
+    writer.add_scalar("eval/mean_return", np.mean(returns), step)
+    if ref_scores is None:
+        return f"{np.mean(returns):.1f}"
+    score = np.mean(normalized_scores(returns, ref_scores))
+    writer.add_scalar("eval/mean_normalized_score", score, step)
+    return f"{np.mean(returns):.1f} (normalized {score:.1f})"
+
+
 def save_checkpoint(path, actor, critic, norm, action_scale, env, args: Args):
     """Weights, normalisers, the eval env (id and kwargs) and args, written atomically."""
     extras = {"obs_mean": norm[0], "obs_std": norm[1], "action_scale": action_scale[0], "action_bias": action_scale[1]}
@@ -650,7 +673,7 @@ def main(args: Args) -> None:
         print(f"bonus {args.bonus}: fitted in {args.bonus_pretrain_steps} steps, mean dataset bonus {bonus.scale.item():.4g} (→ 1)")
 
     start_time = last_print = time.time()
-    step, last_print_step, failure, stop = 0, 0, None, StopSignal()
+    step, last_print_step, last_eval, failure, stop = 0, 0, "n/a", None, StopSignal()
     try:
         while step < args.total_timesteps and not stop.code:
             batch = sample()
@@ -681,10 +704,13 @@ def main(args: Args) -> None:
                 writer.add_scalar("losses/v_values", v.mean(), step)
             if args.checkpoint_frequency and step % args.checkpoint_frequency == 0:
                 save_checkpoint(model_path, actor, critic, norm, action_map, env, args)
+            # the learning curve; the final evaluation (after the loop) is its last point
+            if args.eval_frequency and step % args.eval_frequency == 0 and step < args.total_timesteps:
+                last_eval = log_learning_curve(writer, step, evaluate(actor, args, env, norm, action_map, device), data.ref_scores)
             if time.time() - last_print > 5 or step >= args.total_timesteps:
                 sps = (step - last_print_step) / (time.time() - last_print)
                 print(f"step {step}/{args.total_timesteps}  {sps:.0f} gradient steps/s  "
-                      f"ETA {(args.total_timesteps - step) / max(sps, 1e-9) / 60:.1f} min", flush=True)  # fmt: skip
+                      f"ETA {(args.total_timesteps - step) / max(sps, 1e-9) / 60:.1f} min  eval {last_eval}", flush=True)  # fmt: skip
                 writer.add_scalar("charts/SPS", sps, step)
                 last_print, last_print_step = time.time(), step
     except FloatingPointError as e:
@@ -705,10 +731,11 @@ def main(args: Args) -> None:
         returns = evaluate(actor, args, env, norm, action_map, device, f"videos/{run_name}" if args.capture_video else None)
         for i, episodic_return in enumerate(returns):
             writer.add_scalar("eval/episodic_return", episodic_return, i)
+        if args.eval_frequency:
+            log_learning_curve(writer, step, returns, data.ref_scores)
         message = f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes (dataset mean {data.episode_returns.mean():.1f})"
         if data.ref_scores is not None:
-            low, high = data.ref_scores
-            scores = [100 * (r - low) / (high - low) for r in returns]
+            scores = normalized_scores(returns, data.ref_scores)
             for i, score in enumerate(scores):
                 writer.add_scalar("eval/normalized_score", score, i)
             message += f", normalized score {np.mean(scores):.1f}"

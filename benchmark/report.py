@@ -2,16 +2,17 @@
 
     python benchmark/report.py --suite classic
 
-Writes benchmark/results/<suite>.md (per script and env: our mean ± std over seeds with a 95% bootstrap CI, next to
-the anchor's number and source; for multi-game suites, the IQM of anchor-normalised scores with stratified-bootstrap
-CIs from rliable) and benchmark/results/<suite>.png (learning curves: ours against the anchors' points). It reads
-whatever runs have finished, so it can be run while a suite is still going.
+Writes benchmark/results/<suite>.md (per script and env, for each of the suite's measures: our mean ± std over seeds
+with a 95% bootstrap CI, next to the anchor's number and source; for multi-game suites, the IQM of anchor-normalised
+scores with stratified-bootstrap CIs from rliable) and benchmark/results/<suite>.png (learning curves: ours against the
+anchors' points). It reads whatever runs have finished, so it can be run while a suite is still going.
 """
 
 import argparse
 import json
 import sys
 import tomllib
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -41,15 +42,45 @@ def eval_return(result: dict) -> float:
     return float(np.mean(result["eval_returns"])) if result["eval_returns"] else float("nan")
 
 
-METRICS = {"train_return_last100": train_return_last100, "eval_return": eval_return}
+def eval_return_at(result: dict, step: int) -> float:
+    """The mean return of the evaluation at `step` (`--eval-frequency`), NaN where the run made none there."""
+    return float(dict(result.get("eval_curve", [])).get(step, np.nan))
+
+
+def normalized_score(result: dict) -> float:
+    """The final evaluation's mean normalised score, 100 (R − R_random) / (R_expert − R_random), of the dataset's
+    reference returns (the last point of the `--eval-frequency` curve)."""
+    points = result.get("eval_curve_normalized", [])
+    return float(points[-1][1]) if points else float("nan")
+
+
+METRICS = {"train_return_last100": train_return_last100, "eval_return": eval_return, "eval_return_at": eval_return_at,
+           "normalized_score": normalized_score}  # fmt: skip
 METRIC_NAMES = {"train_return_last100": f"mean training episodic return over the last {WINDOW} episodes",
-                "eval_return": "mean return of the final evaluation"}  # fmt: skip
+                "eval_return": "mean return of the final evaluation",
+                "eval_return_at": "mean return of the deterministic evaluation",
+                "normalized_score": "normalised score of the final evaluation"}  # fmt: skip
+# what each suite's table gives per (script, env): (metric, step); step None is the run's end
+MEASURES = defaultdict(lambda: [("train_return_last100", None), ("eval_return", None)])
+MEASURES["mujoco"] = [("eval_return_at", 100_000), ("eval_return_at", 300_000), ("train_return_last100", None),
+                      ("train_return_last100", 1_000_000)]  # fmt: skip
+MEASURES["offline"] = [("normalized_score", None), ("eval_return", None)]
+CURVES = defaultdict(lambda: ("curve", f"training return ({WINDOW}-episode mean)", "environment steps"))  # the plots' y
+CURVES["mujoco"] = ("eval_curve", "evaluation return (10 episodes)", "environment steps")
+CURVES["offline"] = ("eval_curve_normalized", "normalised score (evaluation)", "gradient steps")
 
 
-def curve(result: dict, steps: np.ndarray) -> np.ndarray:
-    """The run's stored moving-average curve, at `steps` (linear between its points; NaN before its first)."""
-    points = np.array([(s, np.nan if v is None else v) for s, v in result["curve"]], dtype=float)
-    return np.interp(steps, points[:, 0], points[:, 1], left=np.nan)
+def metric(result: dict, name: str, step) -> float:
+    return METRICS[name](result, step) if name == "eval_return_at" else METRICS[name](result)
+
+
+def curve(result: dict, steps: np.ndarray, key: str = "curve") -> np.ndarray:
+    """The run's stored curve (`key`: the moving average of training returns, or an evaluation curve) at `steps`
+    (linear between its points; NaN before its first and after its last)."""
+    points = np.array([(s, np.nan if v is None else v) for s, v in result.get(key, [])], dtype=float).reshape(-1, 2)
+    if not len(points):
+        return np.full(len(steps), np.nan)
+    return np.interp(steps, points[:, 0], points[:, 1], left=np.nan, right=np.nan)
 
 
 def bootstrap_ci(values, reps=10_000, seed=0) -> tuple[float, float]:
@@ -62,55 +93,74 @@ def bootstrap_ci(values, reps=10_000, seed=0) -> tuple[float, float]:
 
 
 def load_results(results_dir: Path, runs: list[Run]) -> dict:
-    """{(script, env_id): [result, ...]} of the suite's finished runs, in the suite's order."""
+    """{(name, env_id): [result, ...]} of the suite's finished runs, in the suite's order."""
     grouped = defaultdict(list)
     for run in runs:
         path = results_dir / f"{run.id}.json"
         if path.exists():
-            grouped[(run.script, run.env_id)].append(json.loads(path.read_text()))
+            grouped[(run.name, run.env_id)].append(json.loads(path.read_text()))
     return grouped
 
 
 def load_anchors(suite: str) -> dict:
+    """{(name, env_id, metric, step): anchor} of the suite; name is the script, with `:variant` where it has one."""
     anchors = tomllib.loads((HERE / "anchors.toml").read_text())["anchor"]
-    return {(a["script"], a["env_id"]): a for a in anchors if a["suite"] == suite}
+    return {(a["script"] + (f":{a['variant']}" if a.get("variant") else ""), a["env_id"], a["metric"], a["step"]): a
+            for a in anchors if a["suite"] == suite}  # fmt: skip
+
+
+def total_steps(run: Run) -> int:
+    return int(run.flags[run.flags.index("--total-timesteps") + 1])
 
 
 def anchor_range(anchor: dict) -> tuple[float, float]:
     """The anchor's band: mean ± std over its seeds, or ± the reading error of a value read off a plot."""
-    half = anchor.get("band", anchor.get("std", 0.0))
+    half = anchor.get("band", anchor.get("std", 0.0))  # a context anchor (another dataset) has neither
     return anchor["mean"] - half, anchor["mean"] + half
+
+
+METRIC_SHORT = {"train_return_last100": f"train return, last {WINDOW} episodes", "eval_return": "final eval return",
+                "eval_return_at": "eval return", "normalized_score": "final normalised score"}  # fmt: skip
 
 
 def fmt(x, digits=1) -> str:
     return "n/a" if x is None or np.isnan(x) else f"{x:.{digits}f}"
 
 
-def table(runs: list[Run], grouped: dict, anchors: dict) -> list[str]:
-    planned = defaultdict(int)
+def table(suite: str, runs: list[Run], grouped: dict, anchors: dict) -> list[str]:
+    """A row per (script, env) and measure of the suite (`MEASURES`): our mean ± std over seeds and its bootstrap CI,
+    next to the anchor of that measure, if there is one."""
+    planned, ends = defaultdict(int), {}
     for run in runs:
-        planned[(run.script, run.env_id)] += 1
-    lines = ["| script | env | seeds | ours: train return, last 100 episodes | 95% CI | ours: final eval | anchor | "
-             "vs the anchor's band | wall per run |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for (script, env_id), n_planned in planned.items():
-        results = grouped.get((script, env_id), [])
-        scores = [train_return_last100(r) for r in results]
-        evals = [eval_return(r) for r in results]
-        anchor = anchors.get((script, env_id))
-        ours = f"{fmt(np.mean(scores))} ± {fmt(np.std(scores))}" if scores else "not run yet"
-        lo, hi = bootstrap_ci(scores)
-        where, anchor_text = "", "none"
-        if anchor:
-            half = f"± {anchor['std']}" if "std" in anchor else f"± {anchor['band']} (read off a plot)"
-            anchor_text = f"{anchor['label']}: {anchor['mean']} {half} [^{list(anchors).index((script, env_id)) + 1}]"
-            if scores:
-                a_lo, a_hi = anchor_range(anchor)
-                m = np.mean(scores)
-                where = "inside" if a_lo <= m <= a_hi else ("above" if m > a_hi else "below")
+        planned[(run.name, run.env_id)] += 1
+        ends[(run.name, run.env_id)] = total_steps(run)
+    lines = ["| script | env | seeds | measure | ours: mean ± std over seeds | 95% CI | anchor | vs the anchor's band | "
+             "wall per run |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for (name, env_id), n_planned in planned.items():
+        results = grouped.get((name, env_id), [])
         wall = f"{np.mean([r['wall_s'] for r in results]) / 60:.1f} min" if results else ""
-        lines.append(f"| {script} | {env_id} | {len(results)}/{n_planned} | {ours} | "
-                     f"{f'{fmt(lo)} – {fmt(hi)}' if len(scores) > 1 else ''} | {fmt(np.mean(evals)) if evals else 'n/a'} | {anchor_text} | "
-                     f"{where} | {wall} |")  # fmt: skip
+        for metric_name, step in MEASURES[suite]:
+            step = step or ends[(name, env_id)]
+            anchor = anchors.get((name, env_id, metric_name, step))
+            if step > ends[(name, env_id)] and not anchor:
+                continue
+            scores = [v for v in (metric(r, metric_name, step) for r in results) if not np.isnan(v)]
+            if step > ends[(name, env_id)]:
+                ours = f"runs end at {ends[(name, env_id)]:,}"
+            else:
+                ours = f"{fmt(np.mean(scores))} ± {fmt(np.std(scores))}" if scores else "not run yet"
+            lo, hi = bootstrap_ci(scores)
+            where, anchor_text = "", "none"
+            if anchor:
+                half = (f"± {anchor['std']}" if "std" in anchor else f"± {anchor['band']} (read off a plot)" if "band" in anchor
+                        else "(not comparable: another dataset)")  # fmt: skip
+                anchor_text = f"{anchor['label']}: {anchor['mean']} {half} [^{list(anchors).index((name, env_id, metric_name, step)) + 1}]"
+                if scores and "context" not in anchor:
+                    a_lo, a_hi = anchor_range(anchor)
+                    m = np.mean(scores)
+                    where = "inside" if a_lo <= m <= a_hi else ("above" if m > a_hi else "below")
+            lines.append(f"| {name} | {env_id} | {len(scores)}/{n_planned} | {METRIC_SHORT[metric_name]} at {step:,} | {ours} | "
+                         f"{f'{fmt(lo)} – {fmt(hi)}' if len(scores) > 1 else ''} | {anchor_text} | {where} | {wall} |")  # fmt: skip
     return lines
 
 
@@ -122,9 +172,10 @@ def iqm_lines(grouped: dict, anchors: dict) -> list[str]:
     from rliable import metrics
 
     by_script = defaultdict(dict)
+    published = {(name, env_id): a["mean"] for (name, env_id, measure, _), a in anchors.items() if measure == "train_return_last100"}
     for (script, env_id), results in grouped.items():
-        if (("dqn_atari.py", env_id) in anchors) and results:
-            reference = anchors.get((script, env_id), anchors[("dqn_atari.py", env_id)])["mean"]
+        if (("dqn_atari.py", env_id) in published) and results:
+            reference = published.get((script, env_id), published[("dqn_atari.py", env_id)])
             by_script[script][env_id] = [train_return_last100(r) / reference for r in results]
     lines = []
     for script, games in by_script.items():
@@ -143,33 +194,39 @@ def iqm_lines(grouped: dict, anchors: dict) -> list[str]:
             "|---|---|---|---|---|", *lines]  # fmt: skip
 
 
-def plot(runs: list[Run], grouped: dict, anchors: dict, path: Path):
-    """One panel per env: each script's moving-average training return (mean over seeds, band min–max), and the
-    anchors' points with their bands."""
+def plot(suite: str, runs: list[Run], grouped: dict, anchors: dict, path: Path, datasets: dict):
+    """One panel per env: each script's curve (`CURVES`: the moving-average training return, or the evaluations; mean
+    over seeds, band min–max), the anchors' points with their bands, and an offline dataset's own score."""
+    key, ylabel, xlabel = CURVES[suite]
     envs = list(dict.fromkeys(r.env_id for r in runs))
-    scripts = list(dict.fromkeys(r.script for r in runs))
+    scripts = list(dict.fromkeys(r.name for r in runs))
     colours = dict(zip(scripts, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     cols = min(len(envs), 3)
     rows = -(-len(envs) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
     for ax, env_id in zip(axes.flat, envs):
-        total = max((int(dict(zip(r.flags[::2], r.flags[1::2])).get("--total-timesteps", 0)) for r in runs if r.env_id == env_id))
+        total = max(total_steps(r) for r in runs if r.env_id == env_id)
         steps = np.linspace(0, total, 101)[1:]
         for script in scripts:
             results = grouped.get((script, env_id), [])
             if results:
-                curves = np.array([curve(r, steps) for r in results])
-                label = f"{script.removesuffix('.py')} ({len(results)} seeds)"
-                ax.plot(steps, np.nanmean(curves, 0), color=colours[script], label=label)
-                ax.fill_between(steps, np.nanmin(curves, 0), np.nanmax(curves, 0), color=colours[script], alpha=0.2)
-            anchor = anchors.get((script, env_id))
-            if anchor:
-                lo, hi = anchor_range(anchor)
-                ax.errorbar([anchor["step"]], [anchor["mean"]], yerr=[[anchor["mean"] - lo], [hi - anchor["mean"]]], fmt="*",
-                            markersize=12, color=colours[script], capsize=4, label=anchor["label"])  # fmt: skip
+                with np.errstate(all="ignore"), warnings.catch_warnings():  # all-NaN steps (before a curve's start)
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    curves = np.array([curve(r, steps, key) for r in results])
+                    label = f"{script.removesuffix('.py')} ({len(results)} seeds)"
+                    ax.plot(steps, np.nanmean(curves, 0), color=colours[script], label=label)
+                    ax.fill_between(steps, np.nanmin(curves, 0), np.nanmax(curves, 0), color=colours[script], alpha=0.2)
+            for (name, env, _, _), anchor in anchors.items():
+                if (name, env) == (script, env_id):
+                    lo, hi = anchor_range(anchor)
+                    ax.errorbar([anchor["step"]], [anchor["mean"]], yerr=[[anchor["mean"] - lo], [hi - anchor["mean"]]],
+                                fmt="*" if "context" not in anchor else "x", markersize=12, color=colours[script], capsize=4,
+                                label=f"{anchor['label']} ({anchor['step']:,})")  # fmt: skip
+        if env_id in datasets:
+            ax.axhline(datasets[env_id]["normalized_score"], color="black", linestyle="--", label="the dataset's episodes")
         ax.set_title(env_id)
-        ax.set_xlabel("environment steps")
-        ax.set_ylabel(f"training return ({WINDOW}-episode mean)")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(envs):]:
@@ -185,13 +242,22 @@ def report(suite: str, results_dir: Path, out_dir: Path) -> str:
     done = sum(len(v) for v in grouped.values())
     lines = [f"# Benchmark suite `{suite}`", "",
              f"{done} of {len(runs)} runs finished. Ours: the mean over seeds (± std over seeds, numpy's ddof = 0) of each "
-             f"run's mean training return over its last {WINDOW} episodes; the 95% CI is a percentile bootstrap over "
-             "seeds. The final evaluation is the script's own (its --eval-episodes at --eval-epsilon). \"vs the anchor's "
-             "band\": where our mean falls against the anchor's mean ± std (or ± its reading error).", "",
+             "run's measure; the 95% CI is a percentile bootstrap over seeds. Measures: "
+             + "; ".join(f"{METRIC_SHORT[m]}: the {METRIC_NAMES[m]}" for m in dict.fromkeys(m for m, _ in MEASURES[suite]))
+             + ". Evaluations are the script's own (--eval-episodes; greedy or deterministic, at --eval-epsilon for the "
+             "Atari scripts). \"vs the anchor's band\": where our mean falls against the anchor's mean ± std (or ± its "
+             "reading error).", "",
              f"Reproduce: `python benchmark/run.py --suite {suite} && python benchmark/report.py --suite {suite}`", "",
-             *table(runs, grouped, anchors)]  # fmt: skip
+             *table(suite, runs, grouped, anchors)]  # fmt: skip
     if suite in MULTI_GAME:
         lines += iqm_lines(grouped, anchors)
+    datasets = json.loads((results_dir / "datasets.json").read_text()) if (results_dir / "datasets.json").exists() else {}
+    if datasets:
+        lines += ["", "The datasets (`python benchmark/offline_datasets.py` builds them), with their reference returns:", "",
+                  "| dataset | episodes | transitions | mean return | normalised score | random, expert return | command |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [f"| {name} | {d['episodes']} | {d['steps']:,} | {d['mean_return']} | {d['normalized_score']} | "
+                  f"{d['ref_min_score']:.1f}, {d['ref_max_score']} | `{d['command']}` |" for name, d in datasets.items()]  # fmt: skip
     if anchors:
         lines += ["", "Anchors:", ""] + [f"[^{i + 1}]: {a['source']}; {METRIC_NAMES[a['metric']]} at {a['step']:,} steps" for i, a in
                                           enumerate(anchors.values())]  # fmt: skip
@@ -199,7 +265,7 @@ def report(suite: str, results_dir: Path, out_dir: Path) -> str:
     if failed:
         lines += ["", f"Failed runs (run the suite again to retry): {', '.join(failed)}"]
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot(runs, grouped, anchors, out_dir / f"{suite}.png")
+    plot(suite, runs, grouped, anchors, out_dir / f"{suite}.png", datasets)
     lines += ["", f"![learning curves]({suite}.png)"]
     text = "\n".join(lines) + "\n"
     (out_dir / f"{suite}.md").write_text(text)

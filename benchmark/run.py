@@ -89,7 +89,7 @@ def execute(run: dict, tail_lines: int = 30) -> dict:
                   "returncode": proc.returncode, "tail": lines[-tail_lines:], "host": os.uname().nodename}  # fmt: skip
         if proc.returncode == 0:
             run_dirs = list(Path(cwd, "runs").iterdir())
-            total = int(dict(zip(run["flags"][::2], run["flags"][1::2]))["--total-timesteps"])
+            total = int(run["flags"][run["flags"].index("--total-timesteps") + 1])
             result.update(read_run_dir(run_dirs[0], total) if len(run_dirs) == 1 else {"returncode": -1, "tail": lines[-tail_lines:] + [
                 f"runner: expected one run folder, found {len(run_dirs)}"]})  # fmt: skip
     return result

@@ -18,6 +18,11 @@ class Run(NamedTuple):
     """the flag that passes `env_id`: offline runs pass a dataset (`--dataset`)"""
 
     @property
+    def name(self) -> str:
+        """The script, and `:variant` where it has one (the report's rows and the anchors' keys)."""
+        return self.script + (f":{self.variant}" if self.variant else "")
+
+    @property
     def id(self) -> str:
         """The run's file name under benchmark/results/<suite>/: `<script>[-<variant>]__<env>__s<seed>`."""
         name = self.script.removesuffix(".py") + (f"-{self.variant}" if self.variant else "")
@@ -84,17 +89,36 @@ def mujoco_runs(seeds) -> list[Run]:
             for seed in seeds for algo, flags in MUJOCO_PER_ALGO.items() for env_id in MUJOCO_ENVS]  # fmt: skip
 
 
+# offline: IQL on the datasets of benchmark/offline_datasets.py, the paper's locomotion settings (its defaults here),
+# 100k gradient steps (the paper: 1M; a CPU budget), a 10-episode evaluation every 5000 (the paper's code). BC is IQL's
+# actor loss with β = 0 (every weight 1: plain log-likelihood); the extensions are the script's flags.
+OFFLINE_DATASETS = ["hopper/sac-medium-replay-v0", "hopper/sac-medium-v0"]
+OFFLINE = ["--preset", "locomotion", "--total-timesteps", 100_000, "--eval-frequency", 5000, "--eval-episodes", 10]
+OFFLINE_VARIANTS = {"iql": [], "bc": ["--beta", 0.0], "d2rl": ["--d2rl"], "rnd": ["--bonus", "rnd"], "cvae": ["--bonus", "cvae"],
+                    "distributional": ["--distributional"]}  # fmt: skip
+
+
+def offline_runs(seeds) -> list[Run]:
+    """Seeds outermost, then datasets, so that a suite stopped early has IQL and BC on a dataset first."""
+    return [Run("iql_offline.py", dataset, seed, tuple(map(str, [*OFFLINE, *flags])), variant=name, env_flag="--dataset")
+            for seed in seeds for dataset in OFFLINE_DATASETS for name, flags in OFFLINE_VARIANTS.items()]  # fmt: skip
+
+
 SUITES = {
     "classic": runs(["dqn_atari.py", "c51_atari.py"], CLASSIC_ENVS, [1, 2, 3], CLASSIC, CLASSIC_PER_SCRIPT)
     + runs(["qrdqn_atari.py", "iqn_atari.py", "fqf_atari.py"], CLASSIC_ENVS, [1, 2, 3], CLASSIC, CLASSIC_PER_SCRIPT),
     "minatar": runs(["dqn_atari.py"], MINATAR_GAMES, [1, 2], MINATAR_DQN)
     + runs(["c51_atari.py", "qrdqn_atari.py", "iqn_atari.py"], MINATAR_GAMES[:2], [1, 2], MINATAR_RR, MINATAR_RR_PER_SCRIPT),
     "mujoco": mujoco_runs([1, 2, 3]),
-    # two short runs through the same runner and report, for CI: one classic, one MinAtar
+    "offline": offline_runs([1, 2, 3]),
+    # three short runs through the same runner and report, for CI: classic, MinAtar, and MuJoCo's learning curve
     "smoke": [
         Run("dqn_atari.py", "CartPole-v1", 1, tuple(map(str, ["--total-timesteps", 3000, "--learning-starts", 1000,
                                                                "--eval-episodes", 2]))),  # fmt: skip
         Run("c51_atari.py", "MinAtar/Breakout-v1", 1, tuple(map(str, ["--total-timesteps", 2000, "--learning-starts", 500,
                                                                       "--buffer-size", 2000, "--eval-episodes", 2]))),  # fmt: skip
+        Run("ddpg_td3_sac.py", "Pendulum-v1", 1, tuple(map(str, ["--algo", "td3", "--total-timesteps", 600, "--learning-starts", 200,
+                                                                 "--eval-frequency", 200, "--eval-episodes", 2])),
+            variant="td3"),  # fmt: skip
     ],
 }

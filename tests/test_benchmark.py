@@ -26,22 +26,26 @@ def result_with(returns, evals=()):
 
 
 def test_smoke_suite_runs_resumes_and_reports(tmp_path):
-    """The CI suite: two short runs (CartPole, MinAtar) as Ray tasks, their metrics written as they finish; a second
-    start skips them; the report writes the table and the plot."""
+    """The CI suite: three short runs (CartPole, MinAtar, TD3 on Pendulum with a learning curve) as Ray tasks, their
+    metrics written as they finish; a second start skips them; the report writes the table and the plot."""
     results = tmp_path / "results"
     out = run_tool("run.py", "--suite", "smoke", "--results-dir", results, "--num-cpus", 2, cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "2/2 runs  0 failed" in out.stdout
+    assert "3/3 runs  0 failed" in out.stdout
     for run in SUITES["smoke"]:
         result = json.loads((results / f"{run.id}.json").read_text())
-        assert result["episodes"] > 5 and len(result["curve"]) == 200 and len(result["eval_returns"]) == 2 and result["wall_s"] > 0
+        assert result["episodes"] >= 3 and len(result["curve"]) == 200 and len(result["eval_returns"]) == 2 and result["wall_s"] > 0
         assert result["run"]["env_id"] == run.env_id and "--seed 1" in result["command"]
+    td3 = json.loads((results / "ddpg_td3_sac-td3__Pendulum-v1__s1.json").read_text())
+    assert [step for step, _ in td3["eval_curve"]] == [200, 400, 600] and td3["eval_curve"][-1][1] == pytest.approx(
+        np.mean(td3["eval_returns"]), rel=1e-4)
     again = run_tool("run.py", "--suite", "smoke", "--results-dir", results, cwd=tmp_path)
-    assert again.returncode == 0 and "2 finished before (skipped), 0 to run" in again.stdout, again.stdout + again.stderr
+    assert again.returncode == 0 and "3 finished before (skipped), 0 to run" in again.stdout, again.stdout + again.stderr
     out = run_tool("report.py", "--suite", "smoke", "--results-dir", results, "--out-dir", tmp_path, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     table = (tmp_path / "smoke.md").read_text()
     assert "| dqn_atari.py | CartPole-v1 | 1/1 |" in table and "| c51_atari.py | MinAtar/Breakout-v1 | 1/1 |" in table
+    assert "| ddpg_td3_sac.py:td3 | Pendulum-v1 | 1/1 |" in table
     assert (tmp_path / "smoke.png").stat().st_size > 10_000
 
 
@@ -73,6 +77,17 @@ def test_curve_is_the_moving_average_of_the_last_100_returns():
     assert report.curve(result, np.array([2500.0]))[0] == np.mean(returns[150:])
 
 
+def test_evaluation_measures_read_the_learning_curve():
+    """`eval_return_at` is the evaluation at exactly that step (NaN where there was none), and the normalised score
+    is the last point of its curve, the final evaluation's."""
+    result = runner.summarise([(10, 1.0)], [7.0, 9.0], 30, eval_curve=[(10, 2.0), (20, 5.0), (30, 8.0)],
+                              eval_scores=[(10, 20.0), (30, 80.0)])  # fmt: skip
+    assert report.metric(result, "eval_return_at", 20) == 5.0 and np.isnan(report.metric(result, "eval_return_at", 25))
+    assert report.metric(result, "normalized_score", None) == 80.0 and report.metric(result, "eval_return", None) == 8.0
+    assert report.curve(result, np.array([15.0]), "eval_curve")[0] == 3.5
+    assert np.isnan(report.curve(result, np.array([35.0]), "eval_curve")[0])
+
+
 def test_bootstrap_ci_of_the_mean():
     lo, hi = report.bootstrap_ci([3.0, 3.0, 3.0])
     assert lo == hi == 3.0
@@ -87,17 +102,18 @@ def test_iqm_of_scores_equal_to_the_anchors_is_one():
     """Each game's score is divided by its anchor before aggregating: a run scoring exactly the published numbers on
     every game has an IQM of 1.0, and twice them 2.0, whatever the games' scales."""
     anchors = report.load_anchors("minatar")
-    games = [env for script, env in anchors if script == "dqn_atari.py"]
+    published = {env: a["mean"] for (name, env, _, _), a in anchors.items() if name == "dqn_atari.py"}
     for factor in (1.0, 2.0):
-        grouped = {("dqn_atari.py", env): [result_with([factor * anchors[("dqn_atari.py", env)]["mean"]] * 100)] * 2 for env in games}
+        grouped = {("dqn_atari.py", env): [result_with([factor * mean] * 100)] * 2 for env, mean in published.items()}
         (line,) = [row for row in report.iqm_lines(grouped, anchors) if row.startswith("| dqn_atari.py")]
         assert f"| {factor:.2f} | {factor:.2f} – {factor:.2f} |" in line
 
 
 @pytest.mark.parametrize("suite", sorted(SUITES))
 def test_every_anchor_names_a_source_and_every_suite_runs_scripts_that_exist(suite):
-    for anchor in report.load_anchors(suite).values():
-        assert anchor["source"] and anchor["metric"] in report.METRICS and ("std" in anchor or "band" in anchor)
-        assert any(r.script == anchor["script"] and r.env_id == anchor["env_id"] for r in SUITES[suite]), anchor
+    for (name, env_id, _, _), anchor in report.load_anchors(suite).items():
+        assert anchor["source"] and anchor["metric"] in report.METRICS and ("std" in anchor or "band" in anchor or anchor.get("context"))
+        assert any(r.name == name and r.env_id == env_id for r in SUITES[suite]), anchor
+    assert len({run.id for run in SUITES[suite]}) == len(SUITES[suite])  # no two runs write the same file
     for run in SUITES[suite]:
-        assert (ROOT / run.script).exists() and len(run.flags) % 2 == 0
+        assert (ROOT / run.script).exists() and int(run.flags[run.flags.index("--total-timesteps") + 1]) > 0

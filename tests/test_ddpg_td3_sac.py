@@ -168,6 +168,9 @@ QUICK = ["--env-id", "Pendulum-v1", "--total-timesteps", 50, "--learning-starts"
         (["--checkpoint-frequency", 100], "--checkpoint-frequency 100: must be ≥ 0, and > 0 only with --save-model"),
         (["--threads", 0], "--threads 0: must be ≥ 1"),
         (["--buffer-size", 10**13], "lower --buffer-size"),
+        (["--eval-frequency", -1], "--eval-frequency -1: must be ≥ 0"),
+        (["--eval-frequency", 10, "--eval-episodes", 0], "--eval-episodes 0: must be ≥ 1 with --eval-checkpoint or --eval-frequency"),
+        (["--save-dataset", "x/replay-v0"], "Malformed dataset ID: x/replay-v0"),
     ],
 )
 def test_bad_input_fails_fast_with_one_line(tmp_path, monkeypatch, capsys, flags, message):
@@ -274,6 +277,50 @@ def test_save_dataset_round_trip(tmp_path, monkeypatch):
     assert dataset.recover_environment().spec.id == "Hopper-v5"
     out = run_script("ddpg_td3_sac.py", "--env-id", "Hopper-v5", "--total-timesteps", 10, "--save-dataset", "hopper/test-v0", cwd=tmp_path)
     assert out.returncode == 2 and "already exists" in out.stderr
+
+
+def test_eval_frequency_logs_the_learning_curve_and_leaves_training_alone(tmp_path):
+    """`--eval-frequency 200` on 600 SAC steps: `eval/mean_return` at steps 200 and 400, then the final evaluation's
+    mean at 600 as the last point, and the training (returns and losses) is the same as without the evaluations.
+    Mutations run: the evaluation draws from the stochastic policy (the training changed); the curve also evaluated
+    at the last step (two points at 600)."""
+    flags = ["--algo", "sac", "--env-id", "Pendulum-v1", "--total-timesteps", 600, "--learning-starts", 100, "--eval-episodes", 2]
+    scalars = {}
+    for name, extra in [("plain", []), ("curve", ["--eval-frequency", 200])]:
+        (tmp_path / name).mkdir()
+        out = run_script("ddpg_td3_sac.py", *flags, *extra, cwd=tmp_path / name)
+        assert out.returncode == 0, out.stderr
+        scalars[name] = read_scalars(only_run_dir(tmp_path / name))
+    curve = scalars["curve"]["eval/mean_return"]
+    assert [step for step, _ in curve] == [200, 400, 600]
+    final = [v for _, v in scalars["curve"]["eval/episodic_return"]]
+    assert curve[-1][1] == pytest.approx(np.mean(final), rel=1e-5)
+    assert "eval/mean_return" not in scalars["plain"]
+    for tag in ["charts/episodic_return", "losses/qf1_loss", "losses/actor_loss"]:
+        assert scalars["curve"][tag] == scalars["plain"][tag], tag
+    assert "eval " in out.stdout.splitlines()[-3]  # the progress line shows the latest evaluation
+
+
+def test_eval_checkpoint_saves_its_episodes_as_a_dataset(tmp_path, monkeypatch):
+    """`--eval-checkpoint ... --save-dataset`: the dataset holds exactly the evaluation's episodes (the first of each
+    env, not the ones its env starts after), with their returns, and the reference scores: the given expert return
+    and Minari's measured random return. Mutation run: every env's steps recorded (episodes after the first kept)."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    out = run_script("ddpg_td3_sac.py", "--algo", "td3", *SMOKE[:6], "--eval-episodes", 0, "--save-model", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    out = run_script("ddpg_td3_sac.py", "--eval-checkpoint", next((tmp_path / "runs").rglob("*.pt")), "--eval-episodes", 4,
+                     "--save-dataset", "hopper/ckpt-v0", "--dataset-ref-max-score", 3234.3, cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    returns = eval(out.stdout.split("episodes: ")[1].splitlines()[0])
+    import minari
+
+    dataset = minari.load_dataset("hopper/ckpt-v0")
+    assert dataset.total_episodes == 4
+    assert sorted(float(e.rewards.sum()) for e in dataset.iterate_episodes()) == pytest.approx(sorted(returns))
+    for episode in dataset.iterate_episodes():
+        assert len(episode.observations) == len(episode.actions) + 1 and (episode.terminations[-1] or episode.truncations[-1])
+    metadata = dataset.storage.metadata
+    assert metadata["ref_max_score"] == 3234.3 and -100 < metadata["ref_min_score"] < 100  # random play falls at once
 
 
 # Pendulum recipe: 1k random transitions, then one update per transition; SAC and TD3 as their defaults

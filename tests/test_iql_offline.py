@@ -337,7 +337,8 @@ QUICK = ["--dataset", "pendulum/mixed-v0", "--total-timesteps", 50, "--batch-siz
         (["--beta", -1], "--beta -1.0: must be ≥ 0 and finite"),
         (["--n-quantiles", 0], "--n-quantiles 0: must be ≥ 1"),
         (["--bonus", "rnd", "--bonus-pretrain-steps", 0], "--bonus-pretrain-steps 0: must be ≥ 1 with --bonus"),
-        (["--eval-episodes", -3], "--eval-episodes -3: must be ≥ 1 with --eval-checkpoint, else ≥ 0"),
+        (["--eval-episodes", -3], "--eval-episodes -3: must be ≥ 1 with --eval-checkpoint or --eval-frequency, else ≥ 0"),
+        (["--eval-frequency", -1], "--eval-frequency -1: must be ≥ 0"),
         (["--eval-checkpoint", "any.pt", "--eval-episodes", 0], "--eval-episodes 0: must be ≥ 1 with --eval-checkpoint"),
         (["--checkpoint-frequency", 100], "--checkpoint-frequency 100: must be ≥ 0, and > 0 only with --save-model"),
         (["--threads", 0], "--threads 0: must be ≥ 1"),
@@ -424,6 +425,35 @@ def test_smoke_every_flag_combination(pendulum_dataset, tmp_path, combo):
     for tag in ["losses/value_loss", "losses/q_loss", "losses/actor_loss", "eval/episodic_return"]:
         assert tag in scalars, tag
     assert "no normalized score" in out.stdout  # Pendulum has no reference scores
+
+
+def test_eval_frequency_logs_the_learning_curve_and_leaves_training_alone(pendulum_dataset, tmp_path):
+    """`--eval-frequency 100` on 300 gradient steps: `eval/mean_return` and `eval/mean_normalized_score` at gradient
+    steps 100 and 200, then the final evaluation's at 300; each score is 100 (R − R_min) / (R_max − R_min) of the
+    dataset's reference returns; the losses are the same as without the evaluations. Mutations run: the score's
+    reference returns swapped; the evaluation draws from the Gaussian policy (the losses changed)."""
+    import minari
+
+    buffers, _ = collect(POLICIES["controller"], 4, seed=7)
+    low, high = -1200.0, -130.0
+    minari.create_dataset_from_buffers("pendulum/scored-v0", buffers, env="Pendulum-v1", algorithm_name="test controller",
+                                       ref_min_score=low, ref_max_score=high)  # fmt: skip
+    flags = ["--dataset", "pendulum/scored-v0", "--total-timesteps", 300, "--eval-episodes", 2]
+    scalars = {}
+    for name, extra in [("plain", []), ("curve", ["--eval-frequency", 100])]:
+        (tmp_path / name).mkdir()
+        out = run_script("iql_offline.py", *flags, *extra, cwd=tmp_path / name)
+        assert out.returncode == 0, out.stderr
+        scalars[name] = read_scalars(only_run_dir(tmp_path / name))
+    curve, scores = scalars["curve"]["eval/mean_return"], scalars["curve"]["eval/mean_normalized_score"]
+    assert [step for step, _ in curve] == [step for step, _ in scores] == [100, 200, 300]
+    for (_, ret), (_, score) in zip(curve, scores):
+        assert score == pytest.approx(100 * (ret - low) / (high - low), rel=1e-4)
+    assert curve[-1][1] == pytest.approx(np.mean([v for _, v in scalars["curve"]["eval/episodic_return"]]), rel=1e-5)
+    assert "eval/mean_return" not in scalars["plain"]
+    for tag in ["losses/value_loss", "losses/q_loss", "losses/actor_loss"]:
+        assert scalars["curve"][tag] == scalars["plain"][tag], tag
+    assert "(normalized " in out.stdout.splitlines()[-3]  # the progress line shows the latest evaluation
 
 
 # measured at 8k steps: IQL −215, distributional −226, BC −566, dataset mean −602
