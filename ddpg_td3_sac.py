@@ -60,6 +60,9 @@ class Args:
     checkpoint_frequency: int = 0
     """with `--save-model`, also write the checkpoint every this many transitions (0: only at the end), so that a killed
     run loses at most that many"""
+    compile: bool = False
+    """torch.compile the two update steps (`update_critics`, `update_actor`); the eager code is the same functions
+    (README: what it measured on CPU)"""
     threads: Optional[int] = None
     """torch's CPU threads; None: `OMP_NUM_THREADS` when it is set, else the CPUs this process may run on. Runs that share
     a machine should each get their share: two threads on a core another process also used ran 2.5-3.5x slower (README)"""
@@ -487,6 +490,32 @@ def fail(*lines, code: int = 2):
     raise SystemExit(code)
 
 
+def update_critics(args: Args, data, actor, actor_target, qfs, qf_targets, q_optimizer, log_alpha):
+    """One gradient step of the critics toward the algorithm's target (`next_state_value`, `critic_loss`); returns the
+    loss and the Q-values of the batch's actions, for logging."""
+    next_value = next_state_value(args, actor, actor_target, qf_targets, data.next_obs, log_alpha.detach().exp())
+    qf_loss, q_taken = critic_loss(args, qfs, data, next_value)
+    q_optimizer.zero_grad()
+    qf_loss.backward()
+    q_optimizer.step()
+    return qf_loss.detach(), q_taken.detach()
+
+
+def update_actor(args: Args, data, actor, qfs, actor_optimizer, log_alpha, alpha_optimizer, target_entropy):
+    """One gradient step of the actor (`actor_loss`) and, for SAC with `--autotune`, of the temperature
+    (`alpha_loss`); returns the actor's loss, for logging."""
+    policy_loss, log_prob = actor_loss(args, actor, qfs, data.obs, log_alpha.detach().exp())
+    actor_optimizer.zero_grad()
+    policy_loss.backward()
+    actor_optimizer.step()
+    if alpha_optimizer is not None:
+        temperature_loss = alpha_loss(log_alpha, log_prob, target_entropy)
+        alpha_optimizer.zero_grad()
+        temperature_loss.backward()
+        alpha_optimizer.step()
+    return policy_loss.detach()
+
+
 def default_threads() -> int:
     """`OMP_NUM_THREADS` when it is set, else the CPUs this process may run on (its share under taskset or SLURM)."""
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
@@ -588,7 +617,11 @@ def main(args: Args) -> None:
     actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate)
     target_entropy = -float(action_dim)
     log_alpha = torch.tensor(0.0 if args.autotune else float(np.log(args.alpha)), device=device, requires_grad=args.autotune)
-    alpha_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr) if args.autotune else None  # CleanRL: the critics' rate
+    autotune = args.algo == "sac" and args.autotune
+    alpha_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr) if autotune else None  # CleanRL: the critics' rate
+    critic_step, actor_step = update_critics, update_actor
+    if args.compile:
+        critic_step, actor_step = torch.compile(update_critics), torch.compile(update_actor)
     last_finite = LastFinite(actor, qfs)
 
     if args.track:
@@ -641,24 +674,11 @@ def main(args: Args) -> None:
             # one gradient step per transition, whatever num_envs is
             while global_step > args.learning_starts and gradient_steps < global_step - args.learning_starts:
                 data = rb.sample(args.batch_size)
-                alpha = log_alpha.detach().exp()
-                next_value = next_state_value(args, actor, actor_target, qf_targets, data.next_obs, alpha)
-                qf_loss, q_taken = critic_loss(args, qfs, data, next_value)
-                q_optimizer.zero_grad()
-                qf_loss.backward()
-                q_optimizer.step()
+                qf_loss, q_taken = critic_step(args, data, actor, actor_target, qfs, qf_targets, q_optimizer, log_alpha)
                 gradient_steps += 1
 
                 if gradient_steps % args.policy_frequency == 0:  # TD3's delayed policy (and target) updates
-                    policy_loss, log_prob = actor_loss(args, actor, qfs, data.obs, alpha)
-                    actor_optimizer.zero_grad()
-                    policy_loss.backward()
-                    actor_optimizer.step()
-                    if args.algo == "sac" and args.autotune:
-                        temperature_loss = alpha_loss(log_alpha, log_prob, target_entropy)
-                        alpha_optimizer.zero_grad()
-                        temperature_loss.backward()
-                        alpha_optimizer.step()
+                    policy_loss = actor_step(args, data, actor, qfs, actor_optimizer, log_alpha, alpha_optimizer, target_entropy)
                     soft_update(qf_targets, qfs, args.tau)
                     if args.algo != "sac":
                         soft_update(actor_target, actor, args.tau)

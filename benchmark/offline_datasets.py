@@ -23,7 +23,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmark" / "results" / "offline" / "sac-hopper"  # the SAC run's folder (runs/, its checkpoint)
-STOP = 70_000
+STOP = 70_098
 D4RL_HOPPER_EXPERT = 3234.3  # D4RL's reference return of its SAC expert (d4rl/infos.py, REF_MAX_SCORE of hopper)
 REPLAY, MEDIUM = "hopper/sac-medium-replay-v0", "hopper/sac-medium-v0"
 COMMANDS = {

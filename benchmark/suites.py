@@ -90,10 +90,10 @@ def mujoco_runs(seeds) -> list[Run]:
 
 
 # offline: IQL on the datasets of benchmark/offline_datasets.py, the paper's locomotion settings (its defaults here),
-# 100k gradient steps (the paper: 1M; a CPU budget), a 10-episode evaluation every 5000 (the paper's code). BC is IQL's
+# 50k gradient steps (the paper: 1M; a CPU budget), a 10-episode evaluation every 5000 (the paper's code). BC is IQL's
 # actor loss with β = 0 (every weight 1: plain log-likelihood); the extensions are the script's flags.
 OFFLINE_DATASETS = ["hopper/sac-medium-replay-v0", "hopper/sac-medium-v0"]
-OFFLINE = ["--preset", "locomotion", "--total-timesteps", 100_000, "--eval-frequency", 5000, "--eval-episodes", 10]
+OFFLINE = ["--preset", "locomotion", "--total-timesteps", 50_000, "--eval-frequency", 5000, "--eval-episodes", 10]
 OFFLINE_VARIANTS = {"iql": [], "bc": ["--beta", 0.0], "d2rl": ["--d2rl"], "rnd": ["--bonus", "rnd"], "cvae": ["--bonus", "cvae"],
                     "distributional": ["--distributional"]}  # fmt: skip
 
