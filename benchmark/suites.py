@@ -99,9 +99,11 @@ OFFLINE_VARIANTS = {"iql": [], "bc": ["--beta", 0.0], "d2rl": ["--d2rl"], "rnd":
 
 
 def offline_runs(seeds) -> list[Run]:
-    """Seeds outermost, then datasets, so that a suite stopped early has IQL and BC on a dataset first."""
-    return [Run("iql_offline.py", dataset, seed, tuple(map(str, [*OFFLINE, *flags])), variant=name, env_flag="--dataset")
-            for seed in seeds for dataset in OFFLINE_DATASETS for name, flags in OFFLINE_VARIANTS.items()]  # fmt: skip
+    """Seeds outermost, then IQL and BC on every dataset before the extensions, so that a suite stopped early has the
+    IQL paper's comparison first."""
+    groups = [["iql", "bc"], ["d2rl", "rnd", "cvae", "distributional"]]
+    return [Run("iql_offline.py", dataset, seed, tuple(map(str, [*OFFLINE, *OFFLINE_VARIANTS[name]])), variant=name, env_flag="--dataset")
+            for seed in seeds for group in groups for dataset in OFFLINE_DATASETS for name in group]  # fmt: skip
 
 
 SUITES = {
