@@ -60,9 +60,6 @@ class Args:
     checkpoint_frequency: int = 0
     """with `--save-model`, also write the checkpoint every this many transitions (0: only at the end), so that a killed
     run loses at most that many"""
-    compile: bool = False
-    """torch.compile the two update steps (`update_critics`, `update_actor`); the eager code is the same functions
-    (README: what it measured on CPU)"""
     threads: Optional[int] = None
     """torch's CPU threads; None: `OMP_NUM_THREADS` when it is set, else the CPUs this process may run on. Runs that share
     a machine should each get their share: two threads on a core another process also used ran 2.5-3.5x slower (README)"""
@@ -619,9 +616,6 @@ def main(args: Args) -> None:
     log_alpha = torch.tensor(0.0 if args.autotune else float(np.log(args.alpha)), device=device, requires_grad=args.autotune)
     autotune = args.algo == "sac" and args.autotune
     alpha_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr) if autotune else None  # CleanRL: the critics' rate
-    critic_step, actor_step = update_critics, update_actor
-    if args.compile:
-        critic_step, actor_step = torch.compile(update_critics), torch.compile(update_actor)
     last_finite = LastFinite(actor, qfs)
 
     if args.track:
@@ -674,11 +668,11 @@ def main(args: Args) -> None:
             # one gradient step per transition, whatever num_envs is
             while global_step > args.learning_starts and gradient_steps < global_step - args.learning_starts:
                 data = rb.sample(args.batch_size)
-                qf_loss, q_taken = critic_step(args, data, actor, actor_target, qfs, qf_targets, q_optimizer, log_alpha)
+                qf_loss, q_taken = update_critics(args, data, actor, actor_target, qfs, qf_targets, q_optimizer, log_alpha)
                 gradient_steps += 1
 
                 if gradient_steps % args.policy_frequency == 0:  # TD3's delayed policy (and target) updates
-                    policy_loss = actor_step(args, data, actor, qfs, actor_optimizer, log_alpha, alpha_optimizer, target_entropy)
+                    policy_loss = update_actor(args, data, actor, qfs, actor_optimizer, log_alpha, alpha_optimizer, target_entropy)
                     soft_update(qf_targets, qfs, args.tau)
                     if args.algo != "sac":
                         soft_update(actor_target, actor, args.tau)
