@@ -279,26 +279,26 @@ def test_save_dataset_round_trip(tmp_path, monkeypatch):
     assert out.returncode == 2 and "already exists" in out.stderr
 
 
-def test_eval_frequency_logs_the_learning_curve_and_leaves_training_alone(tmp_path):
-    """`--eval-frequency 200` on 600 SAC steps: `eval/mean_return` at steps 200 and 400, then the final evaluation's
-    mean at 600 as the last point, and the training (returns and losses) is the same as without the evaluations.
+def test_eval_frequency_logs_the_learning_curve_and_leaves_training_alone(tmp_path, monkeypatch, capsys):
+    """`--eval-frequency 150` on 450 SAC steps: `eval/mean_return` at steps 150 and 300, then the final evaluation's
+    mean at 450 as the last point, and the training (returns and losses) is the same as without the evaluations.
     Mutations run: the evaluation draws from the stochastic policy (the training changed); the curve also evaluated
-    at the last step (two points at 600)."""
-    flags = ["--algo", "sac", "--env-id", "Pendulum-v1", "--total-timesteps", 600, "--learning-starts", 100, "--eval-episodes", 2]
+    at the last step (two points at 450)."""
+    flags = ["--algo", "sac", "--env-id", "Pendulum-v1", "--total-timesteps", 450, "--learning-starts", 100, "--eval-episodes", 2]
     scalars = {}
-    for name, extra in [("plain", []), ("curve", ["--eval-frequency", 200])]:
+    for name, extra in [("plain", []), ("curve", ["--eval-frequency", 150])]:
         (tmp_path / name).mkdir()
-        out = run_script("ddpg_td3_sac.py", *flags, *extra, cwd=tmp_path / name)
-        assert out.returncode == 0, out.stderr
+        status, out, err = run_main(ac, *flags, *extra, cwd=tmp_path / name, monkeypatch=monkeypatch, capsys=capsys)
+        assert status == 0, err
         scalars[name] = read_scalars(only_run_dir(tmp_path / name))
     curve = scalars["curve"]["eval/mean_return"]
-    assert [step for step, _ in curve] == [200, 400, 600]
+    assert [step for step, _ in curve] == [150, 300, 450]
     final = [v for _, v in scalars["curve"]["eval/episodic_return"]]
     assert curve[-1][1] == pytest.approx(np.mean(final), rel=1e-5)
     assert "eval/mean_return" not in scalars["plain"]
     for tag in ["charts/episodic_return", "losses/qf1_loss", "losses/actor_loss"]:
         assert scalars["curve"][tag] == scalars["plain"][tag], tag
-    assert "eval " in out.stdout.splitlines()[-3]  # the progress line shows the latest evaluation
+    assert f"eval {curve[1][1]:.1f}" in out.splitlines()[-3]  # the progress line shows the latest evaluation
 
 
 def test_eval_checkpoint_saves_its_episodes_as_a_dataset(tmp_path, monkeypatch):
