@@ -144,9 +144,12 @@ def table(suite: str, runs: list[Run], grouped: dict, anchors: dict) -> list[str
             anchor = anchors.get((name, env_id, metric_name, step))
             if step > ends[(name, env_id)] and not anchor:
                 continue
-            scores = [v for v in (metric(r, metric_name, step) for r in results) if not np.isnan(v)]
-            if step > ends[(name, env_id)]:
+            beyond = step > ends[(name, env_id)]  # an anchor at a step our runs do not reach: shown, not compared
+            scores = [] if beyond else [v for v in (metric(r, metric_name, step) for r in results) if not np.isnan(v)]
+            if beyond:
                 ours = f"runs end at {ends[(name, env_id)]:,}"
+            elif len(scores) == 1:
+                ours = f"{fmt(scores[0])} (1 seed)"
             else:
                 ours = f"{fmt(np.mean(scores))} ± {fmt(np.std(scores))}" if scores else "not run yet"
             lo, hi = bootstrap_ci(scores)
