@@ -88,6 +88,22 @@ def test_evaluation_measures_read_the_learning_curve():
     assert np.isnan(report.curve(result, np.array([35.0]), "eval_curve")[0])
 
 
+def test_an_anchor_beyond_the_runs_end_is_shown_but_not_compared():
+    """The mujoco suite's CleanRL anchors sit at 1M steps, its runs end at 300k: the row names the anchor and where our
+    runs end, with no verdict against the band; an anchor at the runs' end is compared. Mutation run: the training
+    return at the end compared with the 1M anchor ("below")."""
+    run = Run("ddpg_td3_sac.py", "Hopper-v5", 1, ("--total-timesteps", "300000"), variant="td3")
+    anchor = {"label": "far", "mean": 5000.0, "std": 1.0, "step": 1_000_000, "metric": "train_return_last100"}
+    anchors = {("ddpg_td3_sac.py:td3", "Hopper-v5", "train_return_last100", 1_000_000): anchor,
+               ("ddpg_td3_sac.py:td3", "Hopper-v5", "eval_return_at", 100_000): {**anchor, "label": "near", "mean": 1.0, "step": 100_000}}
+    grouped = {("ddpg_td3_sac.py:td3", "Hopper-v5"): [{**result_with([10.0] * 30), "eval_curve": [[100_000, 3.0]]}]}
+    rows = report.table("mujoco", [run], grouped, anchors)
+    far = next(row for row in rows if "at 1,000,000 " in row)
+    assert "runs end at 300,000" in far and "far: 5000.0" in far and not any(w in far for w in ("inside", "above", "below"))
+    near = next(row for row in rows if "eval return at 100,000 " in row)
+    assert "3.0 (1 seed)" in near and "| above |" in near
+
+
 def test_bootstrap_ci_of_the_mean():
     lo, hi = report.bootstrap_ci([3.0, 3.0, 3.0])
     assert lo == hi == 3.0
