@@ -445,7 +445,7 @@ class EpisodeRecorder:
                 self.episodes.append(episode)
                 self.current[i] = self.new_episode(next_obs[i])
 
-    def write(self, dataset_id, env_id, description, ref_max_score=None):
+    def write(self, dataset_id, env_id, algo, description, ref_max_score=None):
         """Only finished episodes are written; one still running when training stops is dropped. Raises ValueError
         when none finished."""
         import minari
@@ -462,7 +462,7 @@ class EpisodeRecorder:
         ]
         user = getpass.getuser()
         return minari.create_dataset_from_buffers(
-            dataset_id, buffers, env=env_id, eval_env=env_id, algorithm_name=description.split("`")[1], author=user,
+            dataset_id, buffers, env=env_id, eval_env=env_id, algorithm_name=f"ddpg_td3_sac.py --algo {algo}", author=user,
             author_email=f"{user}@{socket.gethostname()}", code_permalink="ddpg_td3_sac.py", description=description,
             ref_max_score=ref_max_score,
         )  # fmt: skip
@@ -585,7 +585,7 @@ def main(args: Args) -> None:
         if recorder:
             description = (f"{len(returns)} deterministic episodes of the `ddpg_td3_sac.py --algo {ckpt_args.algo}` checkpoint "
                            f"{args.eval_checkpoint}")  # fmt: skip
-            dataset = recorder.write(args.save_dataset, ckpt_args.env_id, description, args.dataset_ref_max_score)
+            dataset = recorder.write(args.save_dataset, ckpt_args.env_id, ckpt_args.algo, description, args.dataset_ref_max_score)
             print(f"dataset {args.save_dataset}: {dataset.total_episodes} episodes, {dataset.total_steps} steps")
         return
     args = resolve_defaults(args)
@@ -709,7 +709,7 @@ def main(args: Args) -> None:
         if recorder:
             try:
                 description = f"every finished training episode of `ddpg_td3_sac.py --algo {args.algo}` on {args.env_id}"
-                dataset = recorder.write(args.save_dataset, args.env_id, description, args.dataset_ref_max_score)
+                dataset = recorder.write(args.save_dataset, args.env_id, args.algo, description, args.dataset_ref_max_score)
                 print(f"dataset {args.save_dataset}: {dataset.total_episodes} episodes, {dataset.total_steps} steps")
             except ValueError as e:
                 failure = failure or e
