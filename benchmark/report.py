@@ -139,15 +139,16 @@ def table(suite: str, runs: list[Run], grouped: dict, anchors: dict) -> list[str
     for (name, env_id), n_planned in planned.items():
         results = grouped.get((name, env_id), [])
         wall = f"{np.mean([r['wall_s'] for r in results]) / 60:.1f} min" if results else ""
+        end = ends[(name, env_id)]
         for metric_name, step in MEASURES[suite]:
-            step = step or ends[(name, env_id)]
+            step = step or end
             anchor = anchors.get((name, env_id, metric_name, step))
-            if step > ends[(name, env_id)] and not anchor:
+            beyond = step > end  # an anchor at a step our runs do not reach: shown, not compared
+            if beyond and not anchor:
                 continue
-            beyond = step > ends[(name, env_id)]  # an anchor at a step our runs do not reach: shown, not compared
             scores = [] if beyond else [v for v in (metric(r, metric_name, step) for r in results) if not np.isnan(v)]
             if beyond:
-                ours = f"runs end at {ends[(name, env_id)]:,}"
+                ours = f"runs end at {end:,}"
             elif len(scores) == 1:
                 ours = f"{fmt(scores[0])} (1 seed)"
             else:

@@ -25,8 +25,7 @@ class Run(NamedTuple):
     @property
     def id(self) -> str:
         """The run's file name under benchmark/results/<suite>/: `<script>[-<variant>]__<env>__s<seed>`."""
-        name = self.script.removesuffix(".py") + (f"-{self.variant}" if self.variant else "")
-        return f"{name}__{self.env_id.replace('/', '-')}__s{self.seed}"
+        return f"{self.name.replace('.py', '').replace(':', '-')}__{self.env_id.replace('/', '-')}__s{self.seed}"
 
 
 def runs(scripts, env_ids, seeds, flags=(), per_script=None) -> list[Run]:
