@@ -9,6 +9,7 @@ Paper: https://www.nature.com/articles/nature14236
 """
 
 import copy
+import functools
 import os
 import random
 import signal
@@ -88,10 +89,10 @@ class Args:
     """transitions between target updates (CleanRL; Nature copied every 10k gradient steps)"""
     batch_size: int = 32
     """minibatch size (Nature)"""
-    start_e: float = 1.0
-    """initial exploration ε (Nature)"""
-    end_e: float = 0.01
-    """final exploration ε (CleanRL; Nature used 0.1)"""
+    start_e: Optional[float] = None
+    """initial exploration ε: 1 (Nature); None: 1, or 0 with `--noisy`, whose noise explores (Rainbow)"""
+    end_e: Optional[float] = None
+    """final exploration ε: 0.01 (CleanRL; Nature used 0.1); None: 0.01, or 0 with `--noisy`"""
     exploration_fraction: float = 0.10
     """fraction of `total_timesteps` over which ε decays linearly (CleanRL: 1M transitions)"""
     learning_starts: int = 80_000
@@ -104,11 +105,38 @@ class Args:
     """dueling heads Q = V + A − mean(A) (Wang et al. 2016)"""
     n_step: int = 1
     """n-step returns built inside the replay (1 in the paper; Rainbow used 3)"""
+    prioritized: bool = False
+    """proportional prioritized replay (Schaul et al. 2016): transition i is drawn with probability P(i) = p_i^α / Σ_k p_k^α,
+    its loss weighted by (N·P(i))^−β / max_j (N·P(j))^−β, and its priority set to p_i = |δ_i| + ε after each update;
+    new transitions enter at the largest priority so far"""
+    prioritized_replay_alpha: float = 0.5
+    """priority exponent α (Rainbow, Hessel et al. 2018, Table 1; Schaul et al.'s proportional variant used 0.6)"""
+    prioritized_replay_beta: float = 0.4
+    """importance-sampling exponent β₀ at the start, annealed linearly to `--prioritized-replay-beta-end` over training
+    (Rainbow, Table 1: 0.4 -> 1). Dopamine fixes β = 0.5 (its weights are 1/√P(i)): 0.5 and 0.5"""
+    prioritized_replay_beta_end: float = 1.0
+    """β at the end of training (Rainbow: 1, the full correction)"""
+    prioritized_replay_eps: float = 1e-6
+    """ε added to every priority, so that none becomes 0 (Schaul et al. give no value; OpenAI Baselines' 1e-6)"""
+    noisy: bool = False
+    """NoisyNet head (Fortunato et al. 2018): the head's linear layers (both streams with `--dueling`) get learned
+    factorised Gaussian noise, resampled for every action and every gradient step; ε-greedy is off unless set"""
+    noisy_sigma0: float = 0.5
+    """σ₀ of the noise's initial scale σ = σ₀/√fan_in (Fortunato et al. 2018 and Rainbow; Dopamine's and Revisiting
+    Rainbow's code use 0.1)"""
     loss: Literal["huber", "mse"] = "huber"
     """regression loss of the TD error: huber is Nature's error clipping (which goes with its reward clipping); mse is
     Dopamine's JAX DQN default (`loss_type='mse'`, also in its dqn_acrobot.gin). Neither wins everywhere: on Acrobot-v1
     (Dopamine's recipe) huber's greedy policy stalled at rest on 2 of 4 seeds, mse on none; on CartPole-v1 (the tests'
     recipe) mse evaluated at 142 and 183 where huber reached 500 (seeds 1, 2). See the README's results"""
+
+
+def resolve_defaults(args: Args) -> Args:
+    """The fields left None: ε-greedy from 1 to 0.01, or off (0) with `--noisy` (Rainbow: the noise explores)."""
+    start_e, end_e = (0.0, 0.0) if args.noisy else (1.0, 0.01)
+    args.start_e = start_e if args.start_e is None else args.start_e
+    args.end_e = end_e if args.end_e is None else args.end_e
+    return args
 
 
 def check_args(args: Args) -> list[str]:
@@ -130,6 +158,11 @@ def check_args(args: Args) -> list[str]:
         ("learning_starts", args.learning_starts >= 0, "≥ 0"),
         ("train_frequency", args.train_frequency >= 1, "≥ 1"),
         ("n_step", args.n_step >= 1, "≥ 1"),
+        ("prioritized_replay_alpha", args.prioritized_replay_alpha > 0, "> 0"),
+        ("prioritized_replay_beta", 0 <= args.prioritized_replay_beta <= 1, "in [0, 1]"),
+        ("prioritized_replay_beta_end", 0 <= args.prioritized_replay_beta_end <= 1, "in [0, 1]"),
+        ("prioritized_replay_eps", args.prioritized_replay_eps > 0, "> 0"),
+        ("noisy_sigma0", args.noisy_sigma0 >= 0, "≥ 0"),
         ("eval_episodes", args.eval_episodes >= (1 if args.eval_checkpoint else 0), "≥ 1 with --eval-checkpoint, else ≥ 0"),
         ("eval_epsilon", 0 <= args.eval_epsilon <= 1, "in [0, 1]"),
         ("checkpoint_frequency", args.checkpoint_frequency == 0 or (args.checkpoint_frequency > 0 and args.save_model),
@@ -195,6 +228,53 @@ class ReplayBatch(NamedTuple):
     next_obs: torch.Tensor  # the observation n steps later, or the episode's true last one
     terminated: torch.Tensor  # 1.0 where the episode terminated within those steps: no bootstrap
     discounts: torch.Tensor  # γ^m, m the number of steps actually summed
+    weights: Optional[torch.Tensor] = None  # prioritized replay's importance-sampling weights; None: uniform replay
+    indices: Optional[torch.Tensor] = None  # the slots drawn (env · slots per env + slot), for `update_priorities`
+
+
+def weighted_mean(losses, weights):
+    """(1/B) Σ_i w_i L_i, the importance-weighted mean of per-sample losses that corrects prioritized replay's bias
+    (Schaul et al. 2016, Algorithm 1); the plain mean under uniform replay (weights None)."""
+    return losses.mean() if weights is None else (weights * losses).mean()
+
+
+class SumTree:
+    """Proportional sampling over n slots, on the device (Schaul et al. 2016, Appendix B.2.1): a binary tree whose
+    leaves hold the slots' p_i^α and whose every node holds the sum of its two children. It is one float32 tensor of
+    2n entries (node k's children are 2k and 2k + 1, the root is 1, the leaves are n..2n − 1): 8 bytes per slot.
+    Setting B leaves and drawing B slots each take one vectorised step per level, O(B log n), with no host sync.
+    (A draw by inverse CDF, `searchsorted` on a float64 cumulative sum, is simpler but O(n): at 1M slots on a CPU it
+    took 8-13 ms per batch, the tree 0.6 ms; README.)"""
+
+    def __init__(self, n, device):
+        self.n = n
+        self.nodes = torch.zeros(2 * n, dtype=torch.float32, device=device)
+        self.depth = (2 * n - 1).bit_length() - 1  # of the deepest leaf; when n is no power of 2, leaves lie at two depths
+
+    def set(self, slots, values):
+        """Leaves `slots` <- `values`, then their ancestors recomputed from their children, one level per step from the
+        deepest: a node above several slots (or a slot given twice) gets the same sum from each, and a node above
+        leaves at two depths is recomputed last from the deeper one, after its children."""
+        node = slots + self.n
+        self.nodes[node] = values
+        for _ in range(self.depth):
+            node = (node // 2).clamp(min=1)
+            self.nodes[node] = self.nodes[2 * node] + self.nodes[2 * node + 1]
+
+    def draw(self, batch_size):
+        """`batch_size` slots, drawn with replacement with P(i) = p_i / Σ_k p_k. From the root, each step goes to the
+        right child with probability right / (left + right), by a fresh float64 uniform per level. A single uniform
+        carried down the tree in float32 would blur the boundaries between leaves by ~10⁻⁷ of the total, a sizeable
+        share of one leaf's mass in a 1M tree. A child of mass 0 is never entered."""
+        node = torch.ones(batch_size, dtype=torch.long, device=self.nodes.device)
+        for coin in torch.rand(self.depth, batch_size, dtype=torch.float64, device=self.nodes.device):
+            left = self.nodes[(2 * node).clamp(max=2 * self.n - 2)].double()
+            right = self.nodes[(2 * node + 1).clamp(max=2 * self.n - 1)].double()
+            node = torch.where(node < self.n, 2 * node + (coin * (left + right) >= left), node)  # leaves stay
+        return node - self.n
+
+    def probabilities(self, slots):
+        return self.nodes[slots + self.n] / self.nodes[1]
 
 
 class ReplayBuffer:
@@ -211,8 +291,9 @@ class ReplayBuffer:
     has, so a step costs no device operation and a batch of them a few copies and writes (`flush`).
     """
 
-    def __init__(self, buffer_size, num_envs, obs_shape, obs_dtype, frame_stack, n_step, gamma, device):
+    def __init__(self, buffer_size, num_envs, obs_shape, obs_dtype, frame_stack, n_step, gamma, device, alpha=None, priority_eps=1e-6):
         self.frame_stack, self.n_step, self.gamma, self.device = frame_stack, n_step, gamma, device
+        self.alpha, self.priority_eps = alpha, priority_eps  # alpha None: uniform replay
         self.history = max(frame_stack, 1)
         frame_shape = obs_shape[1:] if frame_stack else obs_shape
         self.size = buffer_size // num_envs  # slots per env
@@ -220,7 +301,8 @@ class ReplayBuffer:
             raise ValueError(f"--buffer-size {buffer_size}: must be ≥ {num_envs * (self.history + n_step + 1)} for "
                              f"{num_envs} envs, {self.history} frames and n-step {n_step}")  # fmt: skip
         frame_bytes = int(np.prod(frame_shape)) * torch.empty(0, dtype=obs_dtype).element_size()
-        self.nbytes = num_envs * self.size * (frame_bytes + 8 + 4 + 1 + 1 + 1 + 1)  # frame, action, reward, 4 bytes below
+        # frame, action, reward, the 4 bytes below, and the sum tree's 8 under prioritized replay
+        self.nbytes = num_envs * self.size * (frame_bytes + 8 + 4 + 1 + 1 + 1 + 1 + (8 if alpha is not None else 0))
         free = free_memory(device)
         if free is not None and self.nbytes > free:
             raise MemoryError(f"a replay buffer of {buffer_size} transitions needs {self.nbytes / 1e9:.2f} GB, "
@@ -249,6 +331,10 @@ class ReplayBuffer:
         self.stage_outcomes = np.zeros((self.stage_limit, 4, num_envs), dtype=np.float32)  # action, reward, terminated, end
         frame_dtype = torch.empty(0, dtype=obs_dtype).numpy().dtype
         self.stage_frames = np.zeros((self.stage_limit, 2, num_envs, *frame_shape), dtype=frame_dtype)  # frame, next frame
+        if alpha is not None:
+            self.tree = SumTree(num_envs * self.size, device)  # p_i^α per slot, 0 on every slot not drawable
+            self.max_priority = torch.ones((), device=device)  # new transitions' priority: the largest so far (1 at first)
+            self.flushed_pos = np.zeros(num_envs, dtype=np.int64)  # the device's write positions, as the host knows them
 
     def newest_frame(self, obs: np.ndarray) -> np.ndarray:
         return obs[:, -1] if self.frame_stack else obs
@@ -293,6 +379,36 @@ class ReplayBuffer:
         self.terminated[e, slot] = terminated.bool()
         self.ends[e, slot] = ends.bool()
         self.cursor.copy_(torch.as_tensor(np.stack([self.host_pos, self.host_count])))
+        if self.alpha is not None:
+            self.move_drawable_window()
+
+    def move_drawable_window(self):
+        """Keep the sum tree's leaves 0 on exactly the slots that `sample` must not draw: per env, the window from n − 1
+        slots behind the write position (their n successors are not all written) to history − 1 ahead of it (their
+        frame history is being overwritten), the bounds of the uniform draw's distance. The slots that the window left
+        behind in this flush are new transitions: they get the largest priority so far (Schaul et al. 2016, so that
+        each is drawn at least once), or 0 on the final-frame slots, which start none."""
+        n, history, size = self.n_step, self.history, self.size
+        moved = np.minimum((self.host_pos - self.flushed_pos) % size, size - (n + history - 1))  # [E]; none is in the window
+        env, k = np.nonzero(np.arange(moved.max()) < moved[:, None])
+        left = env * size + (self.host_pos[env] - n - moved[env] + 1 + k) % size  # the `moved` slots just behind the window
+        window = np.arange(len(moved))[:, None] * size + (self.host_pos[:, None] + np.arange(1 - n, history)) % size
+        slots = torch.as_tensor(np.concatenate([left, window.ravel()]), device=self.device)
+        drawable = torch.arange(len(slots), device=self.device) < len(left)
+        drawable &= self.starts_transition.view(-1)[slots]
+        self.tree.set(slots, torch.where(drawable, self.max_priority**self.alpha, 0))
+        self.flushed_pos = self.host_pos.copy()
+
+    def update_priorities(self, indices, priorities):
+        """p_i = priority + ε for the slots drawn (`ReplayBatch.indices`), and P(i) ∝ p_i^α from now on. The largest p so
+        far becomes new transitions' priority. A slot that is not drawable (its history overwritten since it was drawn)
+        stays at 0."""
+        p = priorities.detach().float() + self.priority_eps
+        self.max_priority = torch.maximum(self.max_priority, p.max())
+        env, slot = indices // self.size, indices % self.size
+        distance = (self.pos[env] - slot) % self.size
+        drawable = (distance >= self.n_step) & (distance <= self.size - self.history) & self.starts_transition[env, slot]
+        self.tree.set(indices, torch.where(drawable, p**self.alpha, 0))
 
     def stack(self, e, slot):
         """The observation whose newest frame is at `slot`: frames slot-3..slot, zeroed before the episode's start."""
@@ -302,21 +418,15 @@ class ReplayBuffer:
         in_episode = self.back <= self.episode_step[e, slot][:, None]
         return torch.where(in_episode[:, :, None, None], frames, 0)
 
-    def sample(self, batch_size) -> ReplayBatch:
-        """Uniform over stored transitions, all on the device. A slot is drawn at distance d behind the write
-        position, with n ≤ d so that its n successors exist and d ≤ size − history so that its frame history
-        is not overwritten. Final-frame slots start no transition: twice the batch is drawn and the first
-        `batch_size` draws that do start one are kept, which leaves them uniform over transitions."""
+    def sample(self, batch_size, beta=1.0) -> ReplayBatch:
+        """A batch of transitions, uniform (`draw_uniform`) or prioritized (`draw_prioritized`), all on the device, with
+        the n-step return of each."""
         self.flush()
-        n = self.n_step
-        e = torch.randint(len(self.pos), (2 * batch_size,), device=self.device)
-        d_max = self.count[e].clamp(max=self.size - self.history)
-        # integer draws: float32 steps of 2⁻²⁴ spread over ~1M slots would favour some slots by up to 6%
-        d = n + torch.randint(2**62, (2 * batch_size,), device=self.device) % (d_max - n + 1)
-        slot = (self.pos[e] - d) % self.size
-        keep = torch.argsort((~self.starts_transition[e, slot]).to(torch.uint8), stable=True)[:batch_size]
-        e, slot = e[keep], slot[keep]
-
+        if self.alpha is None:
+            (e, slot), weights, indices = self.draw_uniform(batch_size), None, None
+        else:
+            indices, weights = self.draw_prioritized(batch_size, beta)
+            e, slot = indices // self.size, indices % self.size
         if self.n_step == 1:
             rewards, terminated, m = self.rewards[e, slot], self.terminated[e, slot], torch.ones_like(slot)
         else:  # n-step return: sum rewards until n steps or the episode's end, whichever comes first
@@ -333,7 +443,32 @@ class ReplayBuffer:
             next_obs=self.stack(e, (slot + m) % self.size),
             terminated=terminated.float(),
             discounts=self.gamma**m,
+            weights=weights,
+            indices=indices,
         )
+
+    def draw_uniform(self, batch_size):
+        """Uniform over stored transitions. A slot is drawn at distance d behind the write position, with n ≤ d so that
+        its n successors exist and d ≤ size − history so that its frame history is not overwritten. Final-frame slots
+        start no transition: twice the batch is drawn and the first `batch_size` draws that do start one are kept,
+        which leaves them uniform over transitions. Returns each draw's env and slot."""
+        n = self.n_step
+        e = torch.randint(len(self.pos), (2 * batch_size,), device=self.device)
+        d_max = self.count[e].clamp(max=self.size - self.history)
+        # integer draws: float32 steps of 2⁻²⁴ spread over ~1M slots would favour some slots by up to 6%
+        d = n + torch.randint(2**62, (2 * batch_size,), device=self.device) % (d_max - n + 1)
+        slot = (self.pos[e] - d) % self.size
+        keep = torch.argsort((~self.starts_transition[e, slot]).to(torch.uint8), stable=True)[:batch_size]
+        return e[keep], slot[keep]
+
+    def draw_prioritized(self, batch_size, beta):
+        """P(i) = p_i^α / Σ_k p_k^α from the sum tree, whose leaves are 0 on every slot that is not drawable
+        (`move_drawable_window`), and the importance-sampling weights w_i = (N·P(i))^−β / max_j (N·P(j))^−β over the
+        batch (Schaul et al. 2016, Algorithm 1; Dopamine also takes the batch's max), = (P(i) / min_j P(j))^−β: N
+        cancels. Returns the flat slots and their weights."""
+        indices = self.tree.draw(batch_size)
+        probabilities = self.tree.probabilities(indices)
+        return indices, (probabilities / probabilities.min()) ** -beta
 
 
 class Torso(nn.Module):
@@ -369,17 +504,62 @@ class Torso(nn.Module):
         return self.layers(x.float())
 
 
+class NoisyLinear(nn.Module):
+    """A linear layer with learned factorised Gaussian noise (Fortunato et al. 2018, §3, Eq. 10-11):
+
+        y = (μ_w + σ_w ⊙ ε_w) x + μ_b + σ_b ⊙ ε_b,   ε_w = f(ε_out) f(ε_in)ᵀ,  ε_b = f(ε_out),  f(x) = sgn(x) √|x|,
+
+    with ε_in ~ N(0, I_p) and ε_out ~ N(0, I_q): p + q Gaussian draws per layer, not p·q + q. At the start μ ~ U[−1/√p,
+    1/√p] and σ = σ₀/√p (§3.3, p the fan-in). The noise stays until `reset_noise`; in eval mode the layer is μ alone,
+    the mean weights."""
+
+    def __init__(self, in_features, out_features, sigma_0=0.5):
+        super().__init__()
+        bound = in_features**-0.5
+        self.weight_mu = nn.Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))
+        self.bias_mu = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
+        self.weight_sigma = nn.Parameter(torch.full((out_features, in_features), sigma_0 * bound))
+        self.bias_sigma = nn.Parameter(torch.full((out_features,), sigma_0 * bound))
+        self.register_buffer("eps_in", torch.zeros(in_features), persistent=False)  # f(ε_in), f(ε_out)
+        self.register_buffer("eps_out", torch.zeros(out_features), persistent=False)
+
+    def reset_noise(self):
+        for eps in (self.eps_in, self.eps_out):
+            eps.normal_()
+            eps.copy_(eps.sign() * eps.abs().sqrt())
+
+    def forward(self, x):
+        if not self.training:
+            return F.linear(x, self.weight_mu, self.bias_mu)
+        weight = self.weight_mu + self.weight_sigma * torch.outer(self.eps_out, self.eps_in)
+        return F.linear(x, weight, self.bias_mu + self.bias_sigma * self.eps_out)
+
+
+def head_layer(args: Args):
+    """The head's linear layer: nn.Linear, or NoisyLinear with σ₀ under `--noisy`."""
+    return functools.partial(NoisyLinear, sigma_0=args.noisy_sigma0) if args.noisy else nn.Linear
+
+
+def reset_noise(*networks):
+    """A new draw of every NoisyLinear's noise in `networks` (Rainbow: for each action and each gradient step, the
+    online and target nets independently). Nothing happens without `--noisy`."""
+    for module in (m for network in networks for m in network.modules()):
+        if isinstance(module, NoisyLinear):
+            module.reset_noise()
+
+
 class QNetwork(nn.Module):
-    """The torso ψ(x) (Nature CNN, MinAtar CNN or MLP), then a hidden layer and the Q-values, per stream."""
+    """The torso ψ(x) (Nature CNN, MinAtar CNN or MLP), then a hidden layer and the Q-values, per stream (noisy layers
+    with `--noisy`)."""
 
     def __init__(self, envs, args: Args):
         super().__init__()
         obs_shape, self.n_actions = envs.single_observation_space.shape, int(envs.single_action_space.n)
         self.torso = Torso(obs_shape)
-        features, hidden = self.torso.features, self.torso.hidden
-        self.head = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, self.n_actions))
+        features, hidden, layer = self.torso.features, self.torso.hidden, head_layer(args)
+        self.head = nn.Sequential(layer(features, hidden), nn.ReLU(), layer(hidden, self.n_actions))
         # dueling: the value stream has its own hidden layer, as the advantage stream does (Wang et al. 2016)
-        self.value = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, 1)) if args.dueling else None
+        self.value = nn.Sequential(layer(features, hidden), nn.ReLU(), layer(hidden, 1)) if args.dueling else None
 
     def forward(self, x):
         h = self.torso(x)
@@ -390,23 +570,26 @@ class QNetwork(nn.Module):
 
 
 def td_loss(q_network, target_network, data: ReplayBatch, double: bool, loss_type: str):
-    """Huber loss (Nature's error clipping) or squared error between Q(s, a) and the target
+    """Huber loss (Nature's error clipping) or squared error of the TD error δ = y − Q(s, a), with the target
 
         y = R + γ^m (1 − terminated) Q_target(s', a*),   a* = argmax_a' Q_target(s', a')      (DQN)
                                                          a* = argmax_a' Q_online(s', a')      (Double DQN)
 
-    with R the n-step discounted reward sum over m ≤ n steps. Returns the loss and Q(s, a)."""
+    and R the n-step discounted reward sum over m ≤ n steps; the batch's mean, importance-weighted under prioritized
+    replay (`weighted_mean`). Returns the loss, the priorities |δ| (Schaul et al. 2016) and Q(s, a)."""
     with torch.no_grad():
         next_q_target = target_network(data.next_obs)
         next_actions = (q_network(data.next_obs) if double else next_q_target).argmax(1, keepdim=True)
         next_q = next_q_target.gather(1, next_actions).squeeze(1)
         td_target = data.rewards + data.discounts * (1 - data.terminated) * next_q
     q_taken = q_network(data.obs).gather(1, data.actions[:, None]).squeeze(1)
-    return (F.smooth_l1_loss if loss_type == "huber" else F.mse_loss)(q_taken, td_target), q_taken
+    losses = (F.smooth_l1_loss if loss_type == "huber" else F.mse_loss)(q_taken, td_target, reduction="none")
+    return weighted_mean(losses, data.weights), (td_target - q_taken).detach().abs(), q_taken
 
 
-def linear_schedule(start_e: float, end_e: float, duration: float, t: int) -> float:
-    return max(end_e, start_e + (end_e - start_e) * t / max(duration, 1))
+def linear_schedule(start: float, end: float, duration: float, t: int) -> float:
+    """From `start` at t = 0 to `end` at t = duration, then `end` (ε decays, prioritized replay's β rises)."""
+    return end if t >= duration else start + (end - start) * t / duration
 
 
 def select_actions(q_network, obs: np.ndarray, epsilon) -> np.ndarray:
@@ -442,11 +625,12 @@ def video_frames(envs, obs: np.ndarray):
 
 
 def evaluate(q_network, args: Args, video_dir=None) -> list[float]:
-    """The first whole game of each of `eval_episodes` parallel envs, with ε = `eval_epsilon`. With `video_dir`,
-    each game is written as an mp4 (`video_frames`)."""
+    """The first whole game of each of `eval_episodes` parallel envs, with ε = `eval_epsilon` (and a noisy head's mean
+    weights). With `video_dir`, each game is written as an mp4 (`video_frames`)."""
     if video_dir:  # frames are rendered off-screen; without this SDL looks for a display and complains
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     envs = make_env(args.env_id, args.eval_episodes, render=video_dir is not None)
+    q_network.eval()  # noisy layers act with their mean weights (Fortunato et al. 2018)
     obs, _ = envs.reset(seed=args.seed + 10_000)
     returns, finished = np.zeros(args.eval_episodes), np.zeros(args.eval_episodes, dtype=bool)
     writers = []
@@ -565,7 +749,7 @@ class LastFinite:
 
 
 def main(args: Args) -> None:
-    if problems := check_args(args):
+    if problems := check_args(resolve_defaults(args)):
         fail(*problems)
     torch.set_num_threads(args.threads or default_threads())
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
@@ -594,6 +778,7 @@ def main(args: Args) -> None:
         rb = ReplayBuffer(  # ALE's frames and MinAtar's 0/1 grids as bytes, flat observations as floats
             args.buffer_size, args.num_envs, obs_space.shape, torch.float32 if len(obs_space.shape) == 1 else torch.uint8,
             obs_space.shape[0] if atari else 0, args.n_step, args.gamma, device,
+            args.prioritized_replay_alpha if args.prioritized else None, args.prioritized_replay_eps,
         )  # fmt: skip
     except (ValueError, MemoryError) as e:
         fail(str(e))
@@ -624,6 +809,7 @@ def main(args: Args) -> None:
     try:
         while global_step < args.total_timesteps and not stop.code:
             epsilon = linear_schedule(args.start_e, args.end_e, args.exploration_fraction * args.total_timesteps, global_step)
+            reset_noise(q_network)  # NoisyNet: new noise for every action
             actions = select_actions(q_network, obs, epsilon)
             next_obs, rewards, terminations, truncations, infos = envs.step(actions)
             global_step += args.num_envs
@@ -651,11 +837,15 @@ def main(args: Args) -> None:
 
             # one gradient step per `train_frequency` transitions, whatever num_envs is
             while global_step > args.learning_starts and gradient_steps * args.train_frequency < global_step - args.learning_starts:
-                data = rb.sample(args.batch_size)
-                loss, q_taken = td_loss(q_network, target_network, data, args.double, args.loss)
+                beta = linear_schedule(args.prioritized_replay_beta, args.prioritized_replay_beta_end, args.total_timesteps, global_step)
+                data = rb.sample(args.batch_size, beta)
+                reset_noise(q_network, target_network)  # and for every gradient step, the target net its own
+                loss, priorities, q_taken = td_loss(q_network, target_network, data, args.double, args.loss)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
+                if args.prioritized:
+                    rb.update_priorities(data.indices, priorities)
                 gradient_steps += 1
                 if gradient_steps % 100 == 0:  # the loss is read back here anyway: stop if it diverged
                     last_finite.check(global_step, q_network, td_loss=loss)

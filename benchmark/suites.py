@@ -73,6 +73,15 @@ MINATAR_RR_PER_SCRIPT = {
     "qrdqn_atari.py": ["--n-quantiles", 51],
     "iqn_atari.py": ["--n-tau-samples", 32, "--n-target-samples", 32, "--n-act-samples", 32, "--n-cos", 64],
 }
+# Rainbow: their rainbow_*.gin in full, on c51_atari.py: C51's settings above plus Double, Dueling, 3-step returns,
+# prioritized replay and noisy nets. Dopamine's replay weights by 1/√P(i) (β fixed at 0.5) and sets priorities √(loss):
+# α = 0.5. Their noisy layers start at σ₀ = 0.1 (networks_new.py), and with noise their ε stays at Dopamine's 0.01
+# (`identity_epsilon`). Two differences: their MinAtar network has no hidden layer (`hidden_layer = 0`), ours MinAtar's
+# 128 units, as in our C51 runs; and their NoisyNetwork keeps the first noise it draws (its `prn_inf` cache), ours
+# draws new noise for every action and gradient step, as Fortunato et al. and Rainbow do.
+MINATAR_RAINBOW = [*MINATAR_RR, *MINATAR_RR_PER_SCRIPT["c51_atari.py"], "--double", "--dueling", "--n-step", 3, "--prioritized",
+                   "--prioritized-replay-beta", 0.5, "--prioritized-replay-beta-end", 0.5, "--noisy", "--noisy-sigma0", 0.1,
+                   "--start-e", 0.01, "--end-e", 0.01]  # fmt: skip
 
 # MuJoCo: the scripts' defaults (CleanRL's), with a deterministic evaluation of 10 episodes every 10k transitions, up
 # to 300k. TD3 runs the settings of the TD3 paper's curves (Fujimoto et al. 2018; main.py and TD3.py at commit
@@ -109,7 +118,9 @@ SUITES = {
     "classic": runs(["dqn_atari.py", "c51_atari.py"], CLASSIC_ENVS, [1, 2, 3], CLASSIC, CLASSIC_PER_SCRIPT)
     + runs(["qrdqn_atari.py", "iqn_atari.py", "fqf_atari.py"], CLASSIC_ENVS, [1, 2, 3], CLASSIC, CLASSIC_PER_SCRIPT),
     "minatar": runs(["dqn_atari.py"], MINATAR_GAMES, [1, 2], MINATAR_DQN)
-    + runs(["c51_atari.py", "qrdqn_atari.py", "iqn_atari.py"], MINATAR_GAMES[:2], [1, 2], MINATAR_RR, MINATAR_RR_PER_SCRIPT),
+    + runs(["c51_atari.py", "qrdqn_atari.py", "iqn_atari.py"], MINATAR_GAMES[:2], [1, 2], MINATAR_RR, MINATAR_RR_PER_SCRIPT)
+    + [Run("c51_atari.py", game, seed, tuple(map(str, MINATAR_RAINBOW)), variant="rainbow")
+       for seed in [1, 2] for game in MINATAR_GAMES[:2]],
     "mujoco": mujoco_runs([1, 2, 3]),
     "offline": offline_runs([1, 2, 3]),
     # three short runs through the same runner and report, for CI: classic, MinAtar, and MuJoCo's learning curve

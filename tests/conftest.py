@@ -301,13 +301,13 @@ def run_and_terminate(script, argv, cwd, after="step "):
 
 
 def poison_loss(monkeypatch, module, name, at_call):
-    """Make `module.<name>`, a loss function that returns (loss, something), add a NaN to the loss's value (not to its
+    """Make `module.<name>`, a loss function that returns (loss, ...), add a NaN to the loss's value (not to its
     gradient, so the weights stay finite) at its `at_call`-th call."""
     calls, original = [0], getattr(module, name)
 
     def poisoned(*args):
         calls[0] += 1
-        loss, extra = original(*args)
-        return (loss + float("nan"), extra) if calls[0] == at_call else (loss, extra)
+        loss, *extra = original(*args)
+        return (loss + float("nan"), *extra) if calls[0] == at_call else (loss, *extra)
 
     monkeypatch.setattr(module, name, poisoned)

@@ -97,7 +97,7 @@ def test_loss_is_cross_entropy_to_the_projected_target():
     data = c51.ReplayBatch(obs=obs, actions=torch.tensor([0, 1, 1, 0, 1]), rewards=torch.tensor([1.0, 0.0, 2.0, 1.0, 0.5]),
                            next_obs=torch.randn(5, 4), terminated=torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0]),
                            discounts=torch.full((5,), 0.99))  # fmt: skip
-    loss, q = c51.td_loss(online, target, data, double=False)
+    loss, _, q = c51.td_loss(online, target, data, double=False)
     with torch.no_grad():
         next_probs = target.logits(data.next_obs).softmax(-1)
         a_star = (next_probs * target.atoms).sum(-1).argmax(1)
@@ -109,7 +109,7 @@ def test_loss_is_cross_entropy_to_the_projected_target():
 
 
 def test_smoke_breakout(tmp_path):
-    smoke_test("c51_atari.py", tmp_path, "losses/loss", "--double", "--dueling", "--n-step", 3)
+    smoke_test("c51_atari.py", tmp_path, "losses/loss", "--double", "--dueling", "--n-step", 3, "--prioritized", "--noisy")  # Rainbow
 
 
 @pytest.mark.slow

@@ -30,13 +30,14 @@ dqn.gym.register("MinAtar/BreakoutShort-v1", entry_point="minatar.gym:BaseEnv", 
                  kwargs={"game": "breakout", "use_minimal_action_set": True})  # fmt: skip
 
 
-def collect(env_id, num_envs, steps, buffer_size, n_step=1, gamma=0.99, seed=0):
-    """Random play through the script's make_env into a ReplayBuffer, keeping every transition on the host too."""
+def collect(env_id, num_envs, steps, buffer_size, n_step=1, gamma=0.99, seed=0, alpha=None, check=None):
+    """Random play through the script's make_env into a ReplayBuffer (prioritized with `alpha`), keeping every transition
+    on the host too. `check(rb)`, if given, runs after every step, with the step flushed to the device."""
     envs = dqn.make_env(env_id, num_envs)
     atari = dqn.is_atari(envs)
     shape = envs.single_observation_space.shape
     rb = dqn.ReplayBuffer(buffer_size, num_envs, shape, torch.float32 if len(shape) == 1 else torch.uint8,
-                          shape[0] if atari else 0, n_step, gamma, torch.device("cpu"))  # fmt: skip
+                          shape[0] if atari else 0, n_step, gamma, torch.device("cpu"), alpha)  # fmt: skip
     rng = np.random.default_rng(seed)
     obs, _ = envs.reset(seed=seed)
     trajectory = []  # per step: (obs, actions, rewards, real_next_obs, terminated, ends), arrays over envs
@@ -50,6 +51,9 @@ def collect(env_id, num_envs, steps, buffer_size, n_step=1, gamma=0.99, seed=0):
         trajectory.append((obs, actions, rewards.astype(np.float32), real_next_obs, terminations, ends))
         rb.add(obs, actions, rewards, terminations, ends, real_next_obs)
         obs = next_obs
+        if check:
+            rb.flush()
+            check(rb)
     envs.close()
     return rb, trajectory
 
@@ -59,12 +63,15 @@ def transition_key(obs, action, reward, next_obs, terminated):
 
 
 @pytest.mark.parametrize(
-    "env_id,num_envs,steps,buffer_size",
-    [("BreakoutShort-v0", 3, 700, 3 * 500), ("CartPoleShort-v1", 4, 400, 4 * 150), ("CartPoleShort-v1", 1, 1000, 100),
-     ("MinAtar/BreakoutShort-v1", 2, 900, 2 * 300)],
+    "env_id,num_envs,steps,buffer_size,alpha",
+    [("BreakoutShort-v0", 3, 700, 3 * 500, None), ("CartPoleShort-v1", 4, 400, 4 * 150, None),
+     ("CartPoleShort-v1", 1, 1000, 100, None), ("MinAtar/BreakoutShort-v1", 2, 900, 2 * 300, None),
+     ("BreakoutShort-v0", 3, 700, 3 * 500, 0.5), ("CartPoleShort-v1", 4, 400, 4 * 150, 1.0)],
 )
-def test_replay_samples_are_env_transitions_bit_for_bit(env_id, num_envs, steps, buffer_size):
-    rb, trajectory = collect(env_id, num_envs, steps, buffer_size)
+def test_replay_samples_are_env_transitions_bit_for_bit(env_id, num_envs, steps, buffer_size, alpha):
+    """Every sampled transition is one the env produced, bit for bit, and the draws cover the buffer's window. With
+    prioritized replay (`alpha`) the priorities are set at random between the batches."""
+    rb, trajectory = collect(env_id, num_envs, steps, buffer_size, alpha=alpha)
     step_of = {}  # every transition the env produced -> the step it happened at
     for t, (obs, actions, rewards, real_next_obs, terminations, ends) in enumerate(trajectory):
         for i in range(num_envs):
@@ -76,6 +83,8 @@ def test_replay_samples_are_env_transitions_bit_for_bit(env_id, num_envs, steps,
     sampled_steps, kinds = [], set()
     for _ in range(60):
         b = rb.sample(64)
+        if alpha is not None:
+            rb.update_priorities(b.indices, torch.rand(64))
         assert torch.all(b.discounts == torch.tensor(0.99) ** 1)
         for j in range(64):
             key = transition_key(b.obs[j].numpy(), b.actions[j], b.rewards[j], b.next_obs[j].numpy(), b.terminated[j] > 0)
@@ -222,6 +231,293 @@ def test_replay_draws_are_uniform_over_a_million_slots():
     assert abs(chi_square - dof) < 6 * (2 * dof) ** 0.5, (chi_square, dof)
 
 
+def drawable_slots(rb):
+    """The flat slots a transition may start at, by the uniform draw's rule (`ReplayBuffer.draw_uniform`), computed
+    on the host: n ≤ d ≤ min(count, size − history) behind each env's write position, on a slot that starts one."""
+    pos, count = rb.pos.numpy(), rb.count.numpy()
+    starts = rb.starts_transition.numpy()
+    slots = set()
+    for e in range(len(pos)):
+        for d in range(rb.n_step, min(count[e], rb.size - rb.history) + 1):
+            slot = (pos[e] - d) % rb.size
+            if starts[e, slot]:
+                slots.add(e * rb.size + slot)
+    return slots
+
+
+def tree_leaves(rb):
+    return rb.tree.nodes[rb.tree.n :]
+
+
+def assert_tree_sums(tree):
+    """Every internal node holds the sum of its two children (float32 sums of float32 values)."""
+    k = torch.arange(1, tree.n)
+    assert torch.allclose(tree.nodes[k], tree.nodes[2 * k] + tree.nodes[2 * k + 1], rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("n", [13, 64, 1_000_003])
+def test_sum_tree_draws_in_proportion_to_the_priorities(n):
+    """Over many draws the slots' frequencies match p_i / Σ_k p_k: a chi-square statistic over the slots of positive
+    priority within 6 standard deviations of its expectation (dof = their number − 1), and a slot of priority 0 is
+    never drawn. n = 13 has leaves at two depths, 64 is a power of 2, and 1,000,003 slots with ~16 draws each test
+    the tree's float32 precision. Mutations run: one uniform carried down in float32 (`u < left`, `u −= left`), which
+    blurs the leaves' bounds at 1M slots; the right child entered when `coin · (left + right) > left`, not `≥`."""
+    g = torch.Generator().manual_seed(n)
+    priorities = torch.rand(n, generator=g) * (torch.rand(n, generator=g) < 0.8)  # a fifth of them 0
+    tree = dqn.SumTree(n, torch.device("cpu"))
+    tree.set(torch.arange(n), priorities)
+    assert_tree_sums(tree)
+    assert tree.nodes[1].item() == pytest.approx(priorities.double().sum().item(), rel=1e-5)
+    torch.manual_seed(0)
+    draws = 16 * n if n > 1000 else 200_000
+    counts = torch.zeros(n, dtype=torch.long)
+    for _ in range(max(draws // 2**21, 1)):
+        counts += torch.bincount(tree.draw(min(draws, 2**21)), minlength=n)
+    assert counts[priorities == 0].sum() == 0, "a slot of priority 0 was drawn"
+    positive = priorities > 0
+    expected = counts.sum().double() * priorities[positive].double() / priorities[positive].double().sum()
+    chi_square, dof = ((counts[positive] - expected) ** 2 / expected).sum().item(), positive.sum().item() - 1
+    assert abs(chi_square - dof) < 6 * (2 * dof) ** 0.5, (chi_square, dof)
+
+
+def test_prioritized_replay_draws_only_what_the_uniform_replay_may():
+    """The sum tree's positive leaves are exactly the slots the uniform draw may start a transition at (the window
+    around each write position that lacks n successors or has its history overwritten, final-frame slots and unwritten
+    slots are 0), after every step of two envs' random play with 3-step returns, through wrap-arounds and priority
+    updates; and 20,000 draws all land there. A drawable slot whose priority is set to 0 is never drawn. Mutations run:
+    the window one slot short at either end (`1 − n` -> `2 − n`, `history` -> `history − 1`); the final-frame slots
+    given the max priority (no `starts_transition` mask); `update_priorities` writing a slot that left the window."""
+
+    def check(rb):
+        positive = set(torch.nonzero(tree_leaves(rb) > 0).flatten().tolist())
+        assert positive == drawable_slots(rb)
+        if positive:
+            b = rb.sample(4)
+            rb.update_priorities(b.indices, torch.rand(4) * 3)
+
+    rb, trajectory = collect("CartPoleShort-v1", 2, 400, 2 * 60, n_step=3, alpha=0.6, check=check)
+    assert sum(tr[5].sum() for tr in trajectory) > 20, "the test needs episode ends"
+    assert_tree_sums(rb.tree)
+    drawable = drawable_slots(rb)
+    zeroed = sorted(drawable)[len(drawable) // 2]
+    rb.tree.set(torch.tensor([zeroed]), torch.zeros(1))
+    drawn = torch.cat([rb.sample(1000).indices for _ in range(20)]).tolist()
+    assert set(drawn) <= drawable - {zeroed}
+
+
+def test_importance_weights_follow_the_formula():
+    """With priorities p_i set on every drawable slot, a batch's weights equal w_i = (N·P(i))^−β / max_j (N·P(j))^−β,
+    P(i) = p_i^α / Σ_k p_k^α over the N drawable slots, computed here from the p's (not from the tree), and the largest
+    weight of a batch is 1. Mutations run: β not applied (`** -1`), the weights normalised by their sum, α left out of
+    the stored priorities."""
+    alpha, beta, eps = 0.7, 0.6, 1e-6
+    rb, _ = collect("CartPoleShort-v1", 2, 300, 2 * 100, n_step=2, alpha=alpha)
+    rb.flush()
+    slots = torch.tensor(sorted(drawable_slots(rb)))
+    p = torch.rand(len(slots), generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 5
+    rb.update_priorities(slots, p)
+    P = dict(zip(slots.tolist(), ((p + eps) ** alpha / ((p + eps) ** alpha).sum()).tolist()))
+    b = rb.sample(256, beta)
+    probabilities = torch.tensor([P[i] for i in b.indices.tolist()], dtype=torch.float64)
+    w = (len(slots) * probabilities) ** -beta
+    assert torch.allclose(b.weights.double(), w / w.max(), rtol=1e-4)
+    assert b.weights.max().item() == 1.0
+
+
+def test_update_priorities_writes_the_drawn_slots_after_a_wrap():
+    """After the buffer wrapped (twice), `update_priorities` sets p_i = |δ_i| + ε on the slots of the batch, stored as
+    p_i^α, and no other leaf; the tree's sums follow, and the largest priority becomes new transitions' priority. The
+    batch's `indices` are the slots its transitions came from: their stored observations and actions are the batch's.
+    Mutations run: the slots as `slot * num_envs + env`; ε left out; the max priority not raised."""
+    alpha, eps = 0.5, 1e-6
+    rb, trajectory = collect("CartPoleShort-v1", 3, 250, 3 * 100, alpha=alpha)
+    assert rb.count.min() > 2 * rb.size, "the test needs the buffer to wrap"
+    b = rb.sample(64)
+    e, slot = b.indices // rb.size, b.indices % rb.size
+    assert torch.equal(rb.frames[e, slot], b.obs) and torch.equal(rb.actions[e, slot], b.actions)
+    before = tree_leaves(rb).clone()
+    delta = torch.randn(64) * 4
+    delta[0] = 50.0  # above every priority so far
+    rb.update_priorities(b.indices, delta.abs())
+    after = tree_leaves(rb)
+    expected = {i: (abs(d) + eps) ** alpha for i, d in zip(b.indices.tolist(), delta.tolist())}  # a slot drawn twice: its last
+    for i, value in expected.items():
+        assert after[i].item() == pytest.approx(value, rel=1e-6), i
+    untouched = torch.ones(len(after), dtype=torch.bool)
+    untouched[b.indices] = False
+    assert torch.equal(after[untouched], before[untouched])
+    assert_tree_sums(rb.tree)
+    assert rb.max_priority.item() == pytest.approx(50.0 + eps)
+    envs = dqn.make_env("CartPoleShort-v1", 3)
+    obs, _ = envs.reset(seed=5)
+    for _ in range(6):  # new transitions, once n successors exist: at the max priority (50 + ε)^α
+        next_obs, rewards, terminations, truncations, _ = envs.step(np.zeros(3, dtype=np.int64))
+        rb.add(obs, np.zeros(3, dtype=np.int64), rewards, terminations, terminations | truncations, next_obs)
+        obs = next_obs
+    rb.flush()
+    newest = [e * rb.size + (rb.pos[e].item() - 2) % rb.size for e in range(3)]
+    assert all(tree_leaves(rb)[i].item() == pytest.approx((50.0 + eps) ** alpha, rel=1e-6) for i in newest)
+
+
+def test_noisy_linear_is_factorised_gaussian_noise():
+    """NoisyLinear (Fortunato et al. 2018, Eq. 10-11): y = (μ_w + σ_w ⊙ f(ε_out) f(ε_in)ᵀ) x + μ_b + σ_b ⊙ f(ε_out),
+    f(x) = sgn(x)√|x|, ε ~ N(0, 1): p + q draws per layer. The output equals that formula; f(ε) has mean 0 and
+    E f(ε)² = E|ε| = √(2/π); the weight noise has rank 1; at the start σ = σ₀/√p and |μ| ≤ 1/√p. Mutations run: f
+    left out (plain ε: E ε² = 1); independent noise per weight (`torch.randn(q, p)`); σ₀·p^−1/2 written σ₀/p."""
+    torch.manual_seed(0)
+    p, q = 300, 40
+    layer = dqn.NoisyLinear(p, q, sigma_0=0.5)
+    assert torch.all(layer.weight_sigma == 0.5 / p**0.5) and torch.all(layer.bias_sigma == 0.5 / p**0.5)
+    assert layer.weight_mu.abs().max() <= p**-0.5 and layer.bias_mu.abs().max() <= p**-0.5
+    with torch.no_grad():  # distinct σ's, so that a wrong pairing of noise and σ shows
+        layer.weight_sigma.uniform_(0.1, 1.0)
+        layer.bias_sigma.uniform_(0.1, 1.0)
+    x = torch.randn(5, p)
+    draws = []
+    for _ in range(400):
+        layer.reset_noise()
+        y = layer(x)
+        draws.append(torch.cat([layer.eps_in, layer.eps_out]))
+        noise = (y - F.linear(x, layer.weight_mu, layer.bias_mu)).detach()
+        expected = x @ (layer.weight_sigma * torch.outer(layer.eps_out, layer.eps_in)).T + layer.bias_sigma * layer.eps_out
+        assert torch.allclose(noise, expected, rtol=1e-5, atol=1e-4)
+    draws = torch.stack(draws)
+    assert abs(draws.mean().item()) < 0.01
+    assert draws.pow(2).mean().item() == pytest.approx((2 / np.pi) ** 0.5, abs=0.01)
+    assert torch.linalg.matrix_rank(torch.outer(layer.eps_out, layer.eps_in)) == 1
+
+
+def test_noisy_network_acts_with_its_mean_weights_in_evaluation():
+    """In eval mode a noisy Q-network is its mean weights μ (the noise is ignored, whatever it is), and `evaluate`
+    switches it to eval mode. Mutation run: `q_network.eval()` left out of `evaluate`."""
+    envs = dqn.make_env("CartPole-v1", 1)
+    args = dqn.Args(env_id="CartPole-v1", noisy=True, dueling=True, eval_episodes=2)
+    net = dqn.QNetwork(envs, args)
+    assert sum(isinstance(m, dqn.NoisyLinear) for m in net.modules()) == 4  # both layers of both streams
+    x = torch.randn(7, 4)
+    dqn.reset_noise(net)
+    noisy = net(x)
+    net.eval()
+    mean = net(x)
+    dqn.reset_noise(net)
+    assert torch.equal(net(x), mean) and not torch.allclose(noisy, mean)
+    for m in net.modules():
+        if isinstance(m, dqn.NoisyLinear):
+            m.weight_sigma.data.zero_(), m.bias_sigma.data.zero_()
+    net.train()
+    assert torch.allclose(net(x), mean)  # σ = 0: the noisy net is its mean net
+    net = dqn.QNetwork(envs, args)
+    dqn.evaluate(net, args)
+    assert not net.training
+
+
+def run_recording(module, tmp_path, monkeypatch, capsys, *flags):
+    """Run `module`'s main on CartPole (400 steps, a gradient step per transition from 100) and record, at every action
+    and every loss, the first noisy layer's ε_in of the networks involved, the sampled batches and β, and the
+    `update_priorities` calls."""
+    record = {"act": [], "online": [], "target": [], "beta": [], "sampled": [], "updates": [], "priorities": []}
+    select_actions, td_loss = module.select_actions, module.td_loss
+    sample, update = module.ReplayBuffer.sample, module.ReplayBuffer.update_priorities
+
+    def noise(net):
+        return next(m for m in net.modules() if isinstance(m, module.NoisyLinear)).eps_in.clone()
+
+    def recording_select(q_network, obs, epsilon):
+        record["act"].append(noise(q_network))
+        return select_actions(q_network, obs, epsilon)
+
+    def recording_loss(q_network, target_network, *args):
+        record["online"].append(noise(q_network))
+        record["target"].append(noise(target_network))
+        out = td_loss(q_network, target_network, *args)
+        record["priorities"].append(out[-2].clone())
+        return out
+
+    def recording_sample(rb, batch_size, beta=1.0):
+        record["beta"].append(beta)
+        batch = sample(rb, batch_size, beta)
+        record["sampled"].append(batch.indices)
+        return batch
+
+    def recording_update(rb, indices, priorities):
+        record["updates"].append((indices.clone(), priorities.clone()))
+        return update(rb, indices, priorities)
+
+    monkeypatch.setattr(module, "select_actions", recording_select)
+    monkeypatch.setattr(module, "td_loss", recording_loss)
+    monkeypatch.setattr(module.ReplayBuffer, "sample", recording_sample)
+    monkeypatch.setattr(module.ReplayBuffer, "update_priorities", recording_update)
+    result = run_main(module, "--env-id", "CartPole-v1", "--total-timesteps", 400, "--learning-starts", 100, "--train-frequency", 1,
+                      "--batch-size", 16, "--eval-episodes", 0, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
+    assert result[0] == 0, result[2]
+    return record
+
+
+def test_noise_is_redrawn_for_every_action_and_gradient_step_and_the_target_draws_its_own(tmp_path, monkeypatch, capsys):
+    """Through main with `--noisy`: every action step acts with new noise, every gradient step too, and the target
+    net's noise is its own (Rainbow; Fortunato et al. 2018); ε-greedy is off (ε = 0). Mutations run: `reset_noise`
+    left out before acting; the target net not redrawn; one noise copied into both nets."""
+    record = run_recording(dqn, tmp_path, monkeypatch, capsys, "--noisy")
+    act, online, target = record["act"], record["online"], record["target"]
+    assert len(act) == 400 and len(online) == 300
+    assert all(not torch.equal(a, b) for a, b in zip(act, act[1:])), "an action step reused the previous noise"
+    assert all(not torch.equal(a, b) for a, b in zip(online, online[1:])), "a gradient step reused the previous noise"
+    assert all(not torch.equal(a, b) for a, b in zip(target, target[1:])), "the target net's noise was not redrawn"
+    assert all(not torch.equal(a, b) for a, b in zip(online, target)), "the target net shares the online net's noise"
+
+
+def test_main_updates_the_priorities_of_every_batch_and_anneals_beta(tmp_path, monkeypatch, capsys):
+    """Through main with `--prioritized` (and `--noisy`, which the recording needs): after every gradient step the
+    batch's own slots get the loss's priorities, and β rises linearly from β₀ = 0.4 to 1 over training (Rainbow).
+    Mutations run: `update_priorities` left out of main; β fixed at β₀."""
+    record = run_recording(dqn, tmp_path, monkeypatch, capsys, "--prioritized", "--noisy")
+    assert len(record["updates"]) == len(record["sampled"]) == 300
+    for (indices, priorities), sampled, loss_priorities in zip(record["updates"], record["sampled"], record["priorities"]):
+        assert torch.equal(indices, sampled) and torch.equal(priorities, loss_priorities)
+    beta = np.array(record["beta"])
+    assert beta[0] == pytest.approx(0.4 + 0.6 * 101 / 400) and beta[-1] == pytest.approx(0.4 + 0.6 * 400 / 400)
+    assert np.allclose(np.diff(beta), 0.6 / 400)
+
+
+class SkewedBandit(dqn.gym.Env):
+    """One step, one action: reward 10 with probability 0.1, else 0, so E[r] = 1 and Q = 1 (the observation is a
+    constant)."""
+
+    observation_space = dqn.gym.spaces.Box(-1, 1, (1,), np.float32)
+    action_space = dqn.gym.spaces.Discrete(1)
+
+    def __init__(self, render_mode=None):
+        self.render_mode = render_mode
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(1, np.float32), 10.0 * (self.np_random.random() < 0.1), True, False, {}
+
+
+dqn.gym.register("SkewedBandit-v0", entry_point=SkewedBandit)
+
+
+@pytest.mark.parametrize("beta,expected", [(1.0, 1.0), (0.0, 2.5)])
+def test_importance_weights_remove_the_bias_of_prioritized_replay(tmp_path, monkeypatch, capsys, beta, expected):
+    """Prioritized replay draws the transitions with large |δ| more often; only the importance weights make the fixed
+    point of the squared TD error the expectation again (Schaul et al. 2016, §3.4). On a one-step bandit with reward 10
+    at probability 0.1 (E[r] = 1), α = 1 draws r = 10 at rate ∝ 0.1·(10 − q) and r = 0 at ∝ 0.9·q: without correction
+    (β = 0) the fit settles where q = E_P[r], 0.8q² + 2q − 10 = 0, q = 2.5; with β = 1 it settles at E[r] = 1. The
+    logged Q of the second half of training must be within 0.3 of each (measured: 0.98-1.06 and 2.40-2.56). Mutations run: the weights ignored in td_loss
+    (β = 1 settles at 2.5); `update_priorities` left out of main (every draw uniform: β = 0 settles at 1)."""
+    flags = ["--env-id", "SkewedBandit-v0", "--total-timesteps", 4000, "--learning-starts", 500, "--train-frequency", 1,
+             "--buffer-size", 4000, "--batch-size", 32, "--learning-rate", 1e-3, "--loss", "mse", "--target-network-frequency", 1,
+             "--prioritized", "--prioritized-replay-alpha", 1.0, "--prioritized-replay-beta", beta,
+             "--prioritized-replay-beta-end", beta, "--eval-episodes", 0, "--threads", 1]  # fmt: skip
+    result = run_main(dqn, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert result[0] == 0, result[2]
+    q = [v for step, v in read_scalars(only_run_dir(tmp_path))["losses/q_values"] if step > 2000]
+    assert abs(np.mean(q) - expected) < 0.3, np.mean(q)
+
+
 class Table(nn.Module):
     """A Q-'network' that looks its values up: obs i has Q-values q[i]."""
 
@@ -242,12 +538,18 @@ def test_td_target(double, loss_type):
         obs=torch.tensor([0, 0, 2]), actions=torch.tensor([1, 0, 1]), rewards=torch.tensor([1.0, -1.0, 0.5]),
         next_obs=torch.tensor([1, 1, 2]), terminated=torch.tensor([0.0, 1.0, 0.0]), discounts=torch.tensor([0.9, 0.9, 0.81]),
     )  # fmt: skip
-    loss, q_taken = dqn.td_loss(online, target, data, double, loss_type)
+    loss, priorities, q_taken = dqn.td_loss(online, target, data, double, loss_type)
     # Double: the online net picks a' (state 1 -> action 0, state 2 -> action 1), the target net values it.
     next_value = torch.tensor([1.0, 1.0, -2.0]) if double else torch.tensor([4.0, 4.0, 7.0])
     y = torch.tensor([1.0, -1.0, 0.5]) + torch.tensor([0.9, 0.0, 0.81]) * next_value
     assert torch.equal(q_taken.detach(), torch.tensor([2.0, 1.0, 3.0]))
     assert loss.item() == pytest.approx((F.smooth_l1_loss if loss_type == "huber" else F.mse_loss)(q_taken, y).item())
+    assert torch.allclose(priorities, (y - q_taken.detach()).abs())  # prioritized replay's |δ|, whatever the loss
+    # prioritized replay: the importance-weighted mean of the per-sample losses
+    w = torch.tensor([0.5, 1.0, 0.25])
+    weighted, _, _ = dqn.td_loss(online, target, data._replace(weights=w), double, loss_type)
+    per_sample = (F.smooth_l1_loss if loss_type == "huber" else F.mse_loss)(q_taken, y, reduction="none")
+    assert weighted.item() == pytest.approx((w * per_sample).mean().item())
     loss.backward()
     assert target.q.grad is None, "no gradient may flow into the target network"
 
@@ -333,7 +635,8 @@ def test_smoke_breakout_trains_logs_saves_and_reloads(tmp_path):
     assert out.returncode == 0 and "eval: mean return" in out.stdout, out.stderr
 
 
-@pytest.mark.parametrize("flags", [["--double"], ["--dueling"], ["--n-step", 3], ["--num-envs", 4]])
+@pytest.mark.parametrize("flags", [["--double"], ["--dueling"], ["--n-step", 3], ["--num-envs", 4],
+                                   ["--dueling", "--prioritized", "--noisy"]])  # fmt: skip
 def test_flags_run(tmp_path, flags):
     out = run_script("dqn_atari.py", *SMOKE, "--eval-episodes", 0, *flags, cwd=tmp_path)
     assert out.returncode == 0, out.stderr

@@ -107,7 +107,7 @@ def test_loss_with_per_sample_taus_matches_the_definition(kappa):
     g = torch.Generator().manual_seed(0)
     quantiles, targets = torch.randn(4, 6, generator=g, dtype=torch.float64), torch.randn(4, 6, generator=g, dtype=torch.float64)
     taus = torch.rand(4, 6, generator=g, dtype=torch.float64)
-    got = fqf.quantile_huber_loss(quantiles, targets, taus, kappa).item()
+    got = fqf.quantile_huber_loss(quantiles, targets, taus, kappa).tolist()
     assert got == pytest.approx(loss_by_definition(quantiles, targets, taus, kappa), rel=1e-12)
 
 
@@ -143,7 +143,7 @@ def test_each_loss_reaches_its_own_parameters_only():
     data = fqf.ReplayBatch(obs=torch.randn(8, 4, generator=g), actions=torch.randint(2, (8,), generator=g),
                            rewards=torch.randn(8, generator=g), next_obs=torch.randn(8, 4, generator=g),
                            terminated=torch.zeros(8), discounts=torch.full((8,), 0.99))  # fmt: skip
-    loss, fraction_loss, q_taken, entropy = fqf.td_loss(net, target, data, double=False, kappa=1.0, entropy_coef=0.01)
+    loss, fraction_loss, _, q_taken, entropy = fqf.td_loss(net, target, data, double=False, kappa=1.0, entropy_coef=0.01)
 
     def grads_after(scalar):
         net.zero_grad(set_to_none=True)
@@ -179,7 +179,7 @@ def test_td_loss_fraction_loss_descends_w1():
 
     history = [w1()]
     for _ in range(20):
-        _, fraction_loss, _, _ = fqf.td_loss(net, target, data, double=False, kappa=1.0, entropy_coef=0.0)
+        _, fraction_loss, *_ = fqf.td_loss(net, target, data, double=False, kappa=1.0, entropy_coef=0.0)
         optimizer.zero_grad()
         fraction_loss.backward()
         optimizer.step()
@@ -215,8 +215,9 @@ def test_smoke_breakout(tmp_path):
     assert entropy[-1] < math.log(8), "the fraction net should have moved off the evenly spaced fractions"
 
 
-def test_smoke_breakout_double_dueling_nstep(tmp_path):
-    smoke_test("fqf_atari.py", tmp_path, "losses/loss", "--n-fractions", 8, "--double", "--dueling", "--n-step", 3)
+def test_smoke_breakout_double_dueling_nstep_prioritized_noisy(tmp_path):
+    smoke_test("fqf_atari.py", tmp_path, "losses/loss", "--n-fractions", 8, "--double", "--dueling", "--n-step", 3, "--prioritized",
+               "--noisy")
 
 
 # The paper's fraction learning rate, 2.5e-9, leaves the fractions where they start on this budget, so this run is

@@ -65,7 +65,7 @@ def test_loss_with_per_sample_taus_matches_the_definition(kappa):
     g = torch.Generator().manual_seed(0)
     quantiles, targets = torch.randn(4, 6, generator=g, dtype=torch.float64), torch.randn(4, 8, generator=g, dtype=torch.float64)
     taus = torch.rand(4, 6, generator=g, dtype=torch.float64)
-    got = iqn.quantile_huber_loss(quantiles, targets, taus, kappa).item()
+    got = iqn.quantile_huber_loss(quantiles, targets, taus, kappa).tolist()
     assert got == pytest.approx(loss_by_definition(quantiles, targets, taus, kappa), rel=1e-12)
 
 
@@ -90,7 +90,7 @@ FEW_TAUS = ["--n-tau-samples", 8, "--n-target-samples", 8, "--n-act-samples", 8]
 
 
 def test_smoke_breakout(tmp_path):
-    smoke_test("iqn_atari.py", tmp_path, "losses/loss", *FEW_TAUS, "--double", "--dueling", "--n-step", 3)
+    smoke_test("iqn_atari.py", tmp_path, "losses/loss", *FEW_TAUS, "--double", "--dueling", "--n-step", 3, "--prioritized", "--noisy")
 
 
 def test_smoke_breakout_risk_cvar(tmp_path):

@@ -14,11 +14,12 @@ import qrdqn_atari as qr
 
 
 def loss_by_definition(quantiles, target_quantiles, taus, kappa):
-    """mean_b Σ_i mean_j |τ_i − 1{u_ij < 0}| · ρ(u_ij), u_ij = target_j − θ_i, one term at a time."""
+    """Per sample b, Σ_i mean_j |τ_i − 1{u_ij < 0}| · ρ(u_ij), u_ij = target_j − θ_i, one term at a time: a list."""
     batch, n = quantiles.shape
     taus = taus.expand(batch, n)
-    total = 0.0
+    per_sample = []
     for b in range(batch):
+        total = 0.0
         for i in range(n):
             terms = []
             for target in target_quantiles[b]:
@@ -29,7 +30,8 @@ def loss_by_definition(quantiles, target_quantiles, taus, kappa):
                     rho = (0.5 * u * u if abs(u) <= kappa else kappa * (abs(u) - 0.5 * kappa)) / kappa
                 terms.append(abs(taus[b, i].item() - (u < 0)) * rho)
             total += sum(terms) / len(terms)
-    return total / batch
+        per_sample.append(total)
+    return per_sample
 
 
 @pytest.mark.parametrize("kappa", [0.0, 0.5, 1.0, 2.0])
@@ -39,7 +41,7 @@ def test_loss_matches_the_definition(kappa, per_sample_taus):
     quantiles = torch.randn(3, 5, generator=g, dtype=torch.float64) * 2
     targets = torch.randn(3, 7, generator=g, dtype=torch.float64) * 2  # N' ≠ N
     taus = torch.rand(3, 5, generator=g, dtype=torch.float64) if per_sample_taus else (torch.arange(5, dtype=torch.float64) + 0.5) / 5
-    got = qr.quantile_huber_loss(quantiles, targets, taus, kappa).item()
+    got = qr.quantile_huber_loss(quantiles, targets, taus, kappa).tolist()  # per sample: prioritized replay's priorities
     assert got == pytest.approx(loss_by_definition(quantiles, targets, taus, kappa), rel=1e-12)
 
 
@@ -50,7 +52,7 @@ def test_seed_001_example_follows_the_definition():
     targets = torch.tensor([[-5.0, -2.0, 3.0, 5.0, 8.0]], dtype=torch.float64)
     taus = torch.tensor([0.1, 0.3, 0.5, 0.7, 0.9], dtype=torch.float64)
     got = qr.quantile_huber_loss(quantiles, targets, taus, kappa=0).item()
-    assert got == pytest.approx(loss_by_definition(quantiles, targets, taus, 0))
+    assert [got] == pytest.approx(loss_by_definition(quantiles, targets, taus, 0))
     assert got != pytest.approx(18.8)
 
 
@@ -64,7 +66,7 @@ def test_minimiser_is_the_tau_quantile():
     optimizer = torch.optim.Adam([theta], lr=0.02)
     for _ in range(600):
         optimizer.zero_grad()
-        qr.quantile_huber_loss(theta, samples, taus, kappa=0).backward()
+        qr.quantile_huber_loss(theta, samples, taus, kappa=0).sum().backward()
         optimizer.step()
     true_quantiles = -torch.log(1 - taus)
     assert torch.allclose(theta.detach()[0], true_quantiles, atol=0.06), (theta, true_quantiles)
@@ -80,9 +82,9 @@ def test_kappa_behaviour():
         assert got == pytest.approx(expected, rel=1e-6)
     g = torch.Generator().manual_seed(1)
     quantiles, targets, taus = torch.randn(4, 6, generator=g), torch.randn(4, 6, generator=g), torch.rand(6, generator=g)
-    plain = qr.quantile_huber_loss(quantiles, targets, taus, kappa=0)
+    plain = qr.quantile_huber_loss(quantiles, targets, taus, kappa=0).mean()
     # each term differs from the quantile loss by at most weight · κ/2 ≤ κ/2, so the sum over N = 6 by 3κ
-    small_kappa = qr.quantile_huber_loss(quantiles, targets, taus, kappa=1e-4)
+    small_kappa = qr.quantile_huber_loss(quantiles, targets, taus, kappa=1e-4).mean()
     assert 0 < (plain - small_kappa).item() <= 6 * 1e-4 / 2
 
 
@@ -107,14 +109,14 @@ def test_target_uses_the_quantiles_of_one_greedy_action():
     net = Quantiles(next_q)
     data = qr.ReplayBatch(obs=torch.tensor([0]), actions=torch.tensor([0]), rewards=torch.tensor([1.0]), next_obs=torch.tensor([0]),
                           terminated=torch.tensor([0.0]), discounts=torch.tensor([0.5]))  # fmt: skip
-    loss, _ = qr.td_loss(net, net, data, double=False, kappa=0.0)
+    loss, _, _ = qr.td_loss(net, net, data, double=False, kappa=0.0)
     expected_target = torch.tensor([[1.0, 1.5, 2.0]])  # 1 + 0.5 · (0, 1, 2)
     taus = torch.tensor([1 / 6, 1 / 2, 5 / 6])
     assert loss.item() == pytest.approx(qr.quantile_huber_loss(net.q[0, 0][None], expected_target, taus, 0.0).item())
 
 
 def test_smoke_breakout(tmp_path):
-    smoke_test("qrdqn_atari.py", tmp_path, "losses/loss", "--double", "--dueling", "--n-step", 3)
+    smoke_test("qrdqn_atari.py", tmp_path, "losses/loss", "--double", "--dueling", "--n-step", 3, "--prioritized", "--noisy")
 
 
 @pytest.mark.slow
