@@ -543,7 +543,7 @@ def head_layer(args: Args):
     return functools.partial(NoisyLinear, sigma_0=args.noisy_sigma0) if args.noisy else nn.Linear
 
 
-def reset_noise(*networks):
+def resample_noise(*networks):
     """A new draw of every NoisyLinear's noise in `networks` (Rainbow: for each action and each gradient step, the
     online and target nets independently). Nothing happens without `--noisy`."""
     for module in (m for network in networks for m in network.modules()):
@@ -838,7 +838,7 @@ def main(args: Args) -> None:
     try:
         while global_step < args.total_timesteps and not stop.code:
             epsilon = linear_schedule(args.start_e, args.end_e, args.exploration_fraction * args.total_timesteps, global_step)
-            reset_noise(q_network)  # NoisyNet: new noise for every action
+            resample_noise(q_network)  # NoisyNet: new noise for every action
             actions = select_actions(q_network, obs, epsilon)
             next_obs, rewards, terminations, truncations, infos = envs.step(actions)
             global_step += args.num_envs
@@ -868,7 +868,7 @@ def main(args: Args) -> None:
             while global_step > args.learning_starts and gradient_steps * args.train_frequency < global_step - args.learning_starts:
                 beta = linear_schedule(args.prioritized_replay_beta, args.prioritized_replay_beta_end, args.total_timesteps, global_step)
                 data = rb.sample(args.batch_size, beta)
-                reset_noise(q_network, target_network)  # and for every gradient step, the target net its own
+                resample_noise(q_network, target_network)  # and for every gradient step, the target net its own
                 loss, priorities, q_taken = td_loss(q_network, target_network, data, args.double, args.kappa)
                 optimizer.zero_grad()
                 loss.backward()

@@ -25,6 +25,8 @@ PARTS = {
     "replay add (without flush)": [("_atari.py", "add")],
     "replay flush": [("_atari.py", "flush")],
     "replay sample (without flush)": [("_atari.py", "sample")],
+    "replay priority update": [("_atari.py", "update_priorities")],
+    "noise (--noisy)": [("_atari.py", "resample_noise")],
     "loss (forward)": [("_atari.py", "td_loss"), ("fqf_atari.py", "fraction_loss")],
     "backward": [("~", "<method 'run_backward' of 'torch._C._EngineBase' objects>")],
     "optimiser": [("optimizer.py", "wrapper")],

@@ -139,9 +139,10 @@ def no_host_sync():
 
 def atari_hot_path(module, env_id, loss_fn, make_optimizers=None, steps=3, num_envs=2, **arg_overrides):
     """Run `steps` iterations of an Atari script's hot loop on the "meta" device under `no_host_sync`, as `main` runs
-    them: action selection (at ε = 1, so without its one read-back, the actions for the env), replay writes staged on
-    the host and flushed to the device by a sampled batch (n-step 3, so the n-step code runs), the loss
-    `loss_fn(q_network, target_network, data)` with its backward pass and optimiser steps, and the target copy."""
+    them, twice: with uniform replay, and with `--prioritized --noisy`. Action selection (at ε = 1, so without its
+    one read-back, the actions for the env), replay writes staged on the host and flushed to the device by a sampled
+    batch (n-step 3, so the n-step code runs), the loss `loss_fn(q_network, target_network, data)`, which returns the
+    loss and the priorities, with its backward pass and optimiser steps, the priority update and the target copy."""
     import numpy as np
     import torch
 
@@ -149,25 +150,31 @@ def atari_hot_path(module, env_id, loss_fn, make_optimizers=None, steps=3, num_e
     envs = module.make_env(env_id, num_envs)
     space = envs.single_observation_space
     atari = module.is_atari(envs)
-    args = module.Args(env_id=env_id, **arg_overrides)
-    q_network, target_network = module.QNetwork(envs, args).to(device), module.QNetwork(envs, args).to(device)
+    for prioritized in (False, True):
+        args = module.Args(env_id=env_id, noisy=prioritized, **arg_overrides)
+        q_network, target_network = module.QNetwork(envs, args).to(device), module.QNetwork(envs, args).to(device)
+        optimizers = make_optimizers(q_network) if make_optimizers else [torch.optim.Adam(q_network.parameters())]
+        rb = module.ReplayBuffer(1000, num_envs, space.shape, torch.uint8 if atari else torch.float32,
+                                 space.shape[0] if atari else 0, 3, 0.99, device, 0.5 if prioritized else None)  # fmt: skip
+        obs, no = np.zeros((num_envs, *space.shape), dtype=np.uint8 if atari else np.float32), np.zeros(num_envs, dtype=bool)
+        with no_host_sync():
+            for _ in range(steps):
+                module.resample_noise(q_network)
+                actions = module.select_actions(q_network, obs, 1.0)  # ε = 1: its one read-back, for the env, is skipped
+                rb.add(obs, actions, no.astype(np.float32), no, no, obs)  # host arrays, as the env returns them
+                data = rb.sample(8, 0.5)
+                module.resample_noise(q_network, target_network)
+                loss, priorities = loss_fn(q_network, target_network, data)
+                for optimizer in optimizers:
+                    optimizer.zero_grad()
+                loss.backward()
+                for optimizer in optimizers:
+                    optimizer.step()
+                if prioritized:
+                    rb.update_priorities(data.indices, priorities)
+                for target_param, param in zip(target_network.parameters(), q_network.parameters()):
+                    target_param.data.lerp_(param.data, 1.0)
     envs.close()
-    optimizers = make_optimizers(q_network) if make_optimizers else [torch.optim.Adam(q_network.parameters())]
-    rb = module.ReplayBuffer(1000, num_envs, space.shape, torch.uint8 if atari else torch.float32,
-                             space.shape[0] if atari else 0, 3, 0.99, device)  # fmt: skip
-    obs, no = np.zeros((num_envs, *space.shape), dtype=np.uint8 if atari else np.float32), np.zeros(num_envs, dtype=bool)
-    with no_host_sync():
-        for _ in range(steps):
-            actions = module.select_actions(q_network, obs, 1.0)  # ε = 1: its one read-back, for the env, is skipped
-            rb.add(obs, actions, no.astype(np.float32), no, no, obs)  # host arrays, as the env returns them
-            loss = loss_fn(q_network, target_network, rb.sample(8))
-            for optimizer in optimizers:
-                optimizer.zero_grad()
-            loss.backward()
-            for optimizer in optimizers:
-                optimizer.step()
-            for target_param, param in zip(target_network.parameters(), q_network.parameters()):
-                target_param.data.lerp_(param.data, 1.0)
 
 
 def evaluate_checkpoint_twice(module, tmp_path, capsys):
@@ -231,6 +238,9 @@ ATARI_BAD_ARGS = [
     (["--threads", 0], "--threads 0: must be ≥ 1"),
     (["--eval-checkpoint", "any.pt", "--eval-episodes", 0], "--eval-episodes 0: must be ≥ 1 with --eval-checkpoint"),
     (["--env-id", "CartPole-v1", "--buffer-size", 2], "--buffer-size 2: must be ≥ 3 for 1 envs"),
+    (["--prioritized-replay-alpha", 0], "--prioritized-replay-alpha 0.0: must be > 0"),
+    (["--prioritized-replay-beta", 1.5], "--prioritized-replay-beta 1.5: must be in [0, 1]"),
+    (["--noisy-sigma0", -0.1], "--noisy-sigma0 -0.1: must be ≥ 0"),
 ]  # fmt: skip
 
 CHECKPOINT_KINDS = ["missing", "empty", "truncated", "random", "foreign", "other version"]

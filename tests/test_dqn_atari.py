@@ -32,7 +32,8 @@ dqn.gym.register("MinAtar/BreakoutShort-v1", entry_point="minatar.gym:BaseEnv", 
 
 def collect(env_id, num_envs, steps, buffer_size, n_step=1, gamma=0.99, seed=0, alpha=None, check=None):
     """Random play through the script's make_env into a ReplayBuffer (prioritized with `alpha`), keeping every transition
-    on the host too. `check(rb)`, if given, runs after every step, with the step flushed to the device."""
+    on the host too. `check(rb)`, if given, runs every 5 steps, after those steps are flushed to the device in one go
+    (as main flushes the steps between two batches)."""
     envs = dqn.make_env(env_id, num_envs)
     atari = dqn.is_atari(envs)
     shape = envs.single_observation_space.shape
@@ -41,7 +42,7 @@ def collect(env_id, num_envs, steps, buffer_size, n_step=1, gamma=0.99, seed=0, 
     rng = np.random.default_rng(seed)
     obs, _ = envs.reset(seed=seed)
     trajectory = []  # per step: (obs, actions, rewards, real_next_obs, terminated, ends), arrays over envs
-    for _ in range(steps):
+    for t in range(steps):
         actions = rng.integers(envs.single_action_space.n, size=num_envs)
         next_obs, rewards, terminations, truncations, infos = envs.step(actions)
         ends = terminations | truncations
@@ -51,7 +52,7 @@ def collect(env_id, num_envs, steps, buffer_size, n_step=1, gamma=0.99, seed=0, 
         trajectory.append((obs, actions, rewards.astype(np.float32), real_next_obs, terminations, ends))
         rb.add(obs, actions, rewards, terminations, ends, real_next_obs)
         obs = next_obs
-        if check:
+        if check and t % 5 == 4:
             rb.flush()
             check(rb)
     envs.close()
@@ -152,10 +153,15 @@ def test_replay_n_step_returns():
 
 
 def test_replay_memory_per_atari_transition():
+    """7,072 bytes per Atari transition; prioritized replay's sum tree adds 8 (2 float32 nodes per slot), which the
+    printed size counts. Mutation run: the tree in float64."""
     rb = dqn.ReplayBuffer(1_000_000, 1, (4, 84, 84), torch.uint8, 4, 1, 0.99, torch.device("meta"))
     tensors = [rb.frames, rb.actions, rb.rewards, rb.terminated, rb.ends, rb.starts_transition, rb.episode_step]
     assert rb.nbytes == sum(x.nelement() * x.element_size() for x in tensors)
     assert rb.nbytes <= 7.1e9
+    prioritized = dqn.ReplayBuffer(1_000_000, 1, (4, 84, 84), torch.uint8, 4, 1, 0.99, torch.device("meta"), 0.5)
+    tree_bytes = prioritized.tree.nodes.nelement() * prioritized.tree.nodes.element_size()
+    assert tree_bytes == 8 * 1_000_000 and prioritized.nbytes == rb.nbytes + tree_bytes
 
 
 def test_replay_newest_transition_at_a_game_start_is_exact():
@@ -283,17 +289,23 @@ def test_sum_tree_draws_in_proportion_to_the_priorities(n):
 def test_prioritized_replay_draws_only_what_the_uniform_replay_may():
     """The sum tree's positive leaves are exactly the slots the uniform draw may start a transition at (the window
     around each write position that lacks n successors or has its history overwritten, final-frame slots and unwritten
-    slots are 0), after every step of two envs' random play with 3-step returns, through wrap-arounds and priority
-    updates; and 20,000 draws all land there. A drawable slot whose priority is set to 0 is never drawn. Mutations run:
-    the window one slot short at either end (`1 − n` -> `2 − n`, `history` -> `history − 1`); the final-frame slots
-    given the max priority (no `starts_transition` mask); `update_priorities` writing a slot that left the window."""
+    slots are 0), checked every 5 steps of two envs' random play with 3-step returns (5 steps per flush, so that a
+    flush overwrites slots that were drawable), through wrap-arounds and priority updates; and 20,000 draws all land
+    there. A drawable slot whose priority is set to 0 is never drawn. Mutations run: the window one slot short at
+    either end (`1 − n` -> `2 − n`, `history` -> `history − 1`); the final-frame slots given the max priority (no
+    `starts_transition` mask); `update_priorities` writing a slot that is no longer drawable (as when priorities
+    arrive after more steps were written)."""
+
+    drawn = []
 
     def check(rb):
         positive = set(torch.nonzero(tree_leaves(rb) > 0).flatten().tolist())
         assert positive == drawable_slots(rb)
+        if drawn:  # priorities of a batch drawn 5 steps ago: some of its slots are no longer drawable
+            rb.update_priorities(drawn.pop(), torch.rand(32) * 3)
+            assert set(torch.nonzero(tree_leaves(rb) > 0).flatten().tolist()) == drawable_slots(rb)
         if positive:
-            b = rb.sample(4)
-            rb.update_priorities(b.indices, torch.rand(4) * 3)
+            drawn.append(rb.sample(32).indices)
 
     rb, trajectory = collect("CartPoleShort-v1", 2, 400, 2 * 60, n_step=3, alpha=0.6, check=check)
     assert sum(tr[5].sum() for tr in trajectory) > 20, "the test needs episode ends"
@@ -395,11 +407,11 @@ def test_noisy_network_acts_with_its_mean_weights_in_evaluation():
     net = dqn.QNetwork(envs, args)
     assert sum(isinstance(m, dqn.NoisyLinear) for m in net.modules()) == 4  # both layers of both streams
     x = torch.randn(7, 4)
-    dqn.reset_noise(net)
+    dqn.resample_noise(net)
     noisy = net(x)
     net.eval()
     mean = net(x)
-    dqn.reset_noise(net)
+    dqn.resample_noise(net)
     assert torch.equal(net(x), mean) and not torch.allclose(noisy, mean)
     for m in net.modules():
         if isinstance(m, dqn.NoisyLinear):
@@ -455,7 +467,7 @@ def run_recording(module, tmp_path, monkeypatch, capsys, *flags):
 
 def test_noise_is_redrawn_for_every_action_and_gradient_step_and_the_target_draws_its_own(tmp_path, monkeypatch, capsys):
     """Through main with `--noisy`: every action step acts with new noise, every gradient step too, and the target
-    net's noise is its own (Rainbow; Fortunato et al. 2018); ε-greedy is off (ε = 0). Mutations run: `reset_noise`
+    net's noise is its own (Rainbow; Fortunato et al. 2018); ε-greedy is off (ε = 0). Mutations run: `resample_noise`
     left out before acting; the target net not redrawn; one noise copied into both nets."""
     record = run_recording(dqn, tmp_path, monkeypatch, capsys, "--noisy")
     act, online, target = record["act"], record["online"], record["target"]
@@ -503,11 +515,12 @@ dqn.gym.register("SkewedBandit-v0", entry_point=SkewedBandit)
 @pytest.mark.parametrize("beta,expected", [(1.0, 1.0), (0.0, 2.5)])
 def test_importance_weights_remove_the_bias_of_prioritized_replay(tmp_path, monkeypatch, capsys, beta, expected):
     """Prioritized replay draws the transitions with large |δ| more often; only the importance weights make the fixed
-    point of the squared TD error the expectation again (Schaul et al. 2016, §3.4). On a one-step bandit with reward 10
-    at probability 0.1 (E[r] = 1), α = 1 draws r = 10 at rate ∝ 0.1·(10 − q) and r = 0 at ∝ 0.9·q: without correction
-    (β = 0) the fit settles where q = E_P[r], 0.8q² + 2q − 10 = 0, q = 2.5; with β = 1 it settles at E[r] = 1. The
-    logged Q of the second half of training must be within 0.3 of each (measured: 0.98-1.06 and 2.40-2.56). Mutations run: the weights ignored in td_loss
-    (β = 1 settles at 2.5); `update_priorities` left out of main (every draw uniform: β = 0 settles at 1)."""
+    point of the squared TD error the expectation again (Schaul et al. 2016, §3.4). On a one-step bandit with reward
+    10 at probability 0.1 (E[r] = 1), α = 1 draws r = 10 at rate ∝ 0.1·(10 − q) and r = 0 at ∝ 0.9·q: without
+    correction (β = 0) the fit settles where q = E_P[r], 0.8q² + 2q − 10 = 0, q = 2.5; with β = 1 at E[r] = 1. The
+    logged Q of the second half of training must be within 0.3 of each (measured: 0.98-1.06 and 2.40-2.56).
+    Mutations run: the weights ignored in td_loss (β = 1 settles at 2.5); `update_priorities` left out of main (every
+    draw uniform: β = 0 settles at 1)."""
     flags = ["--env-id", "SkewedBandit-v0", "--total-timesteps", 4000, "--learning-starts", 500, "--train-frequency", 1,
              "--buffer-size", 4000, "--batch-size", 32, "--learning-rate", 1e-3, "--loss", "mse", "--target-network-frequency", 1,
              "--prioritized", "--prioritized-replay-alpha", 1.0, "--prioritized-replay-beta", beta,
@@ -567,7 +580,7 @@ def test_dueling_head_identifiable():
 def test_hot_path_has_no_host_sync(env_id):
     """Acting, replay and a Double-DQN update on the "meta" device, standing in for CUDA (see no_host_sync).
     Mutations run: `.item()` on the loss in td_loss; a host `torch.arange` index in ReplayBuffer.sample."""
-    atari_hot_path(dqn, env_id, lambda q, target, data: dqn.td_loss(q, target, data, True, "huber")[0], dueling=True)
+    atari_hot_path(dqn, env_id, lambda q, target, data: dqn.td_loss(q, target, data, True, "huber")[:2], dueling=True)
 
 
 class CountingQ(torch.nn.Module):
@@ -812,9 +825,10 @@ def test_checkpoint_evaluation_is_seeded(tmp_path, capsys):
     assert first == second and "eval: mean return" in first
 
 
-SHARED = ["make_env", "is_atari", "free_memory", "Torso", "video_frames", "ReplayBatch", "ReplayBuffer", "linear_schedule",
-          "seed_everything", "select_actions", "evaluate", "save_checkpoint", "load_checkpoint", "fail", "default_threads",
-          "StopSignal", "LastFinite", "start_wandb"]  # fmt: skip
+SHARED = ["make_env", "is_atari", "free_memory", "Torso", "video_frames", "ReplayBatch", "weighted_mean", "SumTree", "ReplayBuffer",
+          "NoisyLinear", "head_layer", "resample_noise", "linear_schedule", "resolve_defaults", "seed_everything", "select_actions",
+          "evaluate", "save_checkpoint", "load_checkpoint", "fail", "default_threads", "StopSignal", "LastFinite",
+          "start_wandb"]  # fmt: skip
 
 
 @pytest.mark.parametrize("script", ["c51_atari", "qrdqn_atari", "iqn_atari", "fqf_atari"])

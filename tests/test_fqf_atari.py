@@ -256,8 +256,8 @@ def test_hot_path_has_no_host_sync(env_id):
         return [torch.optim.Adam(quantile_params), fqf.fraction_optimizer(fraction_params, 2.5e-9)]
 
     def loss(q, target, data):
-        quantile_loss, fraction_loss, *_ = fqf.td_loss(q, target, data, True, 1.0, 0.0)
-        return quantile_loss + fraction_loss
+        quantile_loss, fraction_loss, priorities, *_ = fqf.td_loss(q, target, data, True, 1.0, 0.0)
+        return quantile_loss + fraction_loss, priorities
 
     atari_hot_path(fqf, env_id, loss, optimizers, dueling=True, n_fractions=8)
 

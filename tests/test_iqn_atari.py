@@ -123,7 +123,7 @@ def test_hot_path_has_no_host_sync(env_id, risk):
     no_host_sync). Mutations run: the host-built `torch.arange(B)` row index, and Wang's Φ through
     torch.distributions.Normal, which validates its arguments: both as the script had them before."""
     def loss(q, target, data):
-        return iqn.td_loss(q, target, data, True, 1.0, 8, 8)[0]
+        return iqn.td_loss(q, target, data, True, 1.0, 8, 8)[:2]
 
     atari_hot_path(iqn, env_id, loss, dueling=True, risk=risk, n_act_samples=4)
 

@@ -153,7 +153,7 @@ def test_greedy_policy_leaves_the_rest_state_on_acrobot(tmp_path):
 def test_hot_path_has_no_host_sync(env_id):
     """Acting, replay and the QR-DQN update on the "meta" device, standing in for CUDA (see no_host_sync).
     Mutation run: the host-built `torch.arange(B)` row index the script had before."""
-    atari_hot_path(qr, env_id, lambda q, target, data: qr.td_loss(q, target, data, True, 1.0)[0], dueling=True)
+    atari_hot_path(qr, env_id, lambda q, target, data: qr.td_loss(q, target, data, True, 1.0)[:2], dueling=True)
 
 
 def test_checkpoint_evaluation_is_seeded(tmp_path, capsys):
