@@ -52,6 +52,31 @@ ACROBOT = ["--env-id", "Acrobot-v1", "--total-timesteps", 50_000, "--learning-st
            "--exploration-fraction", 0.2, "--end-e", 0.05, "--eval-episodes", 10]  # fmt: skip
 
 
+def skewed_bandit():
+    """Register (once) a one-step bandit with one action and a constant observation, reward 10 with probability 0.1,
+    else 0 (so E[r] = 1 and Q = 1), for the tests of prioritized replay's bias; return its id."""
+    import gymnasium as gym
+    import numpy as np
+
+    class SkewedBandit(gym.Env):
+        observation_space = gym.spaces.Box(-1, 1, (1,), np.float32)
+        action_space = gym.spaces.Discrete(1)
+
+        def __init__(self, render_mode=None):
+            self.render_mode = render_mode
+
+        def reset(self, seed=None, options=None):
+            super().reset(seed=seed)
+            return np.zeros(1, np.float32), {}
+
+        def step(self, action):
+            return np.zeros(1, np.float32), 10.0 * (self.np_random.random() < 0.1), True, False, {}
+
+    if "SkewedBandit-v0" not in gym.registry:
+        gym.register("SkewedBandit-v0", entry_point=SkewedBandit)
+    return "SkewedBandit-v0"
+
+
 def smoke_test(script, tmp_path, loss_tag, *flags):
     """Train a few hundred Breakout steps with gradient steps; check logs and the saved checkpoint; reload it."""
     out = run_script(script, *SMOKE, "--save-model", "--eval-episodes", 1, "--eval-epsilon", 0.05, *flags, cwd=tmp_path)

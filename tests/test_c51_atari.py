@@ -7,7 +7,8 @@ import pytest
 import torch
 from conftest import (ACROBOT, ATARI_BAD_ARGS, CARTPOLE, CHECKPOINT_KINDS, QUICK, assert_one_line_error,
                       assert_stops_on_divergence, atari_checkpoint, atari_hot_path, bad_checkpoint, eval_returns,
-                      evaluate_checkpoint_twice, run_main, run_script, smoke_test)  # fmt: skip
+                      evaluate_checkpoint_twice, only_run_dir, read_scalars, run_main, run_script, skewed_bandit,
+                      smoke_test)  # fmt: skip
 
 import c51_atari as c51
 import dqn_atari as dqn
@@ -124,12 +125,45 @@ def test_learns_cartpole(tmp_path):
 def test_learns_cartpole_with_the_rainbow_flags(tmp_path):
     """Rainbow's components on C51 (Hessel et al. 2018): Double, Dueling, 3-step returns, prioritized replay and
     noisy nets (ε = 0: the noise explores), on the CartPole recipe. Measured: 499.4 (seed 1, one thread).
-    Mutations run: MUTATIONS."""
+    CartPole does not see how prioritized replay is weighted: the mutations "importance weights ignored" and
+    "priorities never updated" also score 500 here; `test_rainbow_replay_learns_the_expectation` catches both."""
     out = run_script("c51_atari.py", *CARTPOLE, "--v-min", 0, "--v-max", 100, "--double", "--dueling", "--n-step", 3,
                      "--prioritized", "--noisy", cwd=tmp_path)  # fmt: skip
     assert out.returncode == 0, out.stderr
     returns = eval_returns(tmp_path)
     assert len(returns) == 10 and np.mean(returns) >= 300, returns
+
+
+def biased_fixed_point():
+    """The C51 fit on the skewed bandit (reward 10 at probability 0.1, else 0) when prioritized replay (α = 1) draws each
+    sample in proportion to its cross-entropy and nothing corrects for it: p(10) = 0.1·L₁ / (0.1·L₁ + 0.9·L₀), with
+    L₁ = −ln p(10) and L₀ = −ln(1 − p(10)), solved by bisection. Returns Q = 10·p(10)."""
+    low, high = 0.1, 0.9
+    for _ in range(60):
+        p = (low + high) / 2
+        drawn = 0.1 * -np.log(p) / (0.1 * -np.log(p) + 0.9 * -np.log(1 - p))
+        low, high = (p, high) if drawn > p else (low, p)
+    return 10 * p
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.0])
+def test_rainbow_replay_learns_the_expectation(tmp_path, monkeypatch, capsys, beta):
+    """C51 with the Rainbow flags on a one-step bandit, reward 10 at probability 0.1 (E[r] = 1; dqn_atari's test has
+    the same for |δ|): with the importance weights at β = 1 the learned Q is E[r] = 1; without them (β = 0) the
+    prioritized draws (α = 1, each sample's cross-entropy as its priority) pull it to the biased fixed point, 2.88.
+    The logged Q of the second half of training must be within 0.35 of each (measured 0.91-1.10 and 2.78-2.93).
+    Mutations run: the weights ignored in td_loss (β = 1 learns 2.9); `update_priorities` left out of main (uniform
+    draws: β = 0 learns 1)."""
+    flags = ["--env-id", skewed_bandit(), "--total-timesteps", 4000, "--learning-starts", 500, "--train-frequency", 1,
+             "--buffer-size", 4000, "--batch-size", 32, "--learning-rate", 1e-3, "--target-network-frequency", 1,
+             "--v-min", 0, "--v-max", 10, "--double", "--dueling", "--n-step", 3, "--noisy", "--prioritized",
+             "--prioritized-replay-alpha", 1.0, "--prioritized-replay-beta", beta, "--prioritized-replay-beta-end", beta,
+             "--eval-episodes", 0, "--threads", 1]  # fmt: skip
+    result = run_main(c51, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert result[0] == 0, result[2]
+    q = [v for step, v in read_scalars(only_run_dir(tmp_path))["losses/q_values"] if step > 2000]
+    expected = 1.0 if beta == 1.0 else biased_fixed_point()
+    assert abs(np.mean(q) - expected) < 0.35, (np.mean(q), expected)
 
 
 @pytest.mark.parametrize("env_id", ["BreakoutNoFrameskip-v4", "CartPole-v1"])

@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from conftest import (ACROBOT, ATARI_BAD_ARGS, CARTPOLE, CHECKPOINT_KINDS, DIVERGE, QUICK, SMOKE, assert_one_line_error,
                       assert_stops_on_divergence, atari_checkpoint, atari_hot_path, bad_checkpoint, evaluate_checkpoint_twice,
-                      only_run_dir, poison_loss, read_scalars, run_and_terminate, run_main, run_script)  # fmt: skip
+                      only_run_dir, poison_loss, read_scalars, run_and_terminate, run_main, run_script, skewed_bandit)  # fmt: skip
 
 import c51_atari as c51
 import ddpg_td3_sac as ac
@@ -491,27 +491,6 @@ def test_main_updates_the_priorities_of_every_batch_and_anneals_beta(tmp_path, m
     assert np.allclose(np.diff(beta), 0.6 / 400)
 
 
-class SkewedBandit(dqn.gym.Env):
-    """One step, one action: reward 10 with probability 0.1, else 0, so E[r] = 1 and Q = 1 (the observation is a
-    constant)."""
-
-    observation_space = dqn.gym.spaces.Box(-1, 1, (1,), np.float32)
-    action_space = dqn.gym.spaces.Discrete(1)
-
-    def __init__(self, render_mode=None):
-        self.render_mode = render_mode
-
-    def reset(self, seed=None, options=None):
-        super().reset(seed=seed)
-        return np.zeros(1, np.float32), {}
-
-    def step(self, action):
-        return np.zeros(1, np.float32), 10.0 * (self.np_random.random() < 0.1), True, False, {}
-
-
-dqn.gym.register("SkewedBandit-v0", entry_point=SkewedBandit)
-
-
 @pytest.mark.parametrize("beta,expected", [(1.0, 1.0), (0.0, 2.5)])
 def test_importance_weights_remove_the_bias_of_prioritized_replay(tmp_path, monkeypatch, capsys, beta, expected):
     """Prioritized replay draws the transitions with large |δ| more often; only the importance weights make the fixed
@@ -521,7 +500,7 @@ def test_importance_weights_remove_the_bias_of_prioritized_replay(tmp_path, monk
     logged Q of the second half of training must be within 0.3 of each (measured: 0.98-1.06 and 2.40-2.56).
     Mutations run: the weights ignored in td_loss (β = 1 settles at 2.5); `update_priorities` left out of main (every
     draw uniform: β = 0 settles at 1)."""
-    flags = ["--env-id", "SkewedBandit-v0", "--total-timesteps", 4000, "--learning-starts", 500, "--train-frequency", 1,
+    flags = ["--env-id", skewed_bandit(), "--total-timesteps", 4000, "--learning-starts", 500, "--train-frequency", 1,
              "--buffer-size", 4000, "--batch-size", 32, "--learning-rate", 1e-3, "--loss", "mse", "--target-network-frequency", 1,
              "--prioritized", "--prioritized-replay-alpha", 1.0, "--prioritized-replay-beta", beta,
              "--prioritized-replay-beta-end", beta, "--eval-episodes", 0, "--threads", 1]  # fmt: skip
