@@ -79,9 +79,16 @@ MINATAR_RR_PER_SCRIPT = {
 # (`identity_epsilon`). Two differences: their MinAtar network has no hidden layer (`hidden_layer = 0`), ours MinAtar's
 # 128 units, as in our C51 runs; and their NoisyNetwork keeps the first noise it draws (its `prn_inf` cache), ours
 # draws new noise for every action and gradient step, as Fortunato et al. and Rainbow do.
-MINATAR_RAINBOW = [*MINATAR_RR, *MINATAR_RR_PER_SCRIPT["c51_atari.py"], "--double", "--dueling", "--n-step", 3, "--prioritized",
-                   "--prioritized-replay-beta", 0.5, "--prioritized-replay-beta-end", 0.5, "--noisy", "--noisy-sigma0", 0.1,
-                   "--start-e", 0.01, "--end-e", 0.01]  # fmt: skip
+MINATAR_RAINBOW_EXTRAS = ["--double", "--dueling", "--n-step", 3]
+MINATAR_PER = ["--prioritized", "--prioritized-replay-beta", 0.5, "--prioritized-replay-beta-end", 0.5]
+MINATAR_NOISY = ["--noisy", "--noisy-sigma0", 0.1, "--start-e", 0.01, "--end-e", 0.01]
+# Rainbow, and Rainbow without one of the two components this suite asks about (Hessel et al.'s ablation, Figure 3):
+# without prioritized replay its draws are uniform; without noisy nets ε decays as in the C51 runs
+MINATAR_RAINBOWS = {
+    "rainbow": [*MINATAR_RAINBOW_EXTRAS, *MINATAR_PER, *MINATAR_NOISY],
+    "rainbow_no_per": [*MINATAR_RAINBOW_EXTRAS, *MINATAR_NOISY],
+    "rainbow_no_noisy": [*MINATAR_RAINBOW_EXTRAS, *MINATAR_PER],
+}
 
 # MuJoCo: the scripts' defaults (CleanRL's), with a deterministic evaluation of 10 episodes every 10k transitions, up
 # to 300k. TD3 runs the settings of the TD3 paper's curves (Fujimoto et al. 2018; main.py and TD3.py at commit
@@ -119,8 +126,8 @@ SUITES = {
     + runs(["qrdqn_atari.py", "iqn_atari.py", "fqf_atari.py"], CLASSIC_ENVS, [1, 2, 3], CLASSIC, CLASSIC_PER_SCRIPT),
     "minatar": runs(["dqn_atari.py"], MINATAR_GAMES, [1, 2], MINATAR_DQN)
     + runs(["c51_atari.py", "qrdqn_atari.py", "iqn_atari.py"], MINATAR_GAMES[:2], [1, 2], MINATAR_RR, MINATAR_RR_PER_SCRIPT)
-    + [Run("c51_atari.py", game, seed, tuple(map(str, MINATAR_RAINBOW)), variant="rainbow")
-       for seed in [1, 2] for game in MINATAR_GAMES[:2]],
+    + [Run("c51_atari.py", game, seed, tuple(map(str, [*MINATAR_RR, *MINATAR_RR_PER_SCRIPT["c51_atari.py"], *flags])), variant=name)
+       for name, flags in MINATAR_RAINBOWS.items() for seed in [1, 2] for game in MINATAR_GAMES[:2]],
     "mujoco": mujoco_runs([1, 2, 3]),
     "offline": offline_runs([1, 2, 3]),
     # three short runs through the same runner and report, for CI: classic, MinAtar, and MuJoCo's learning curve
