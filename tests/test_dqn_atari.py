@@ -375,8 +375,8 @@ def test_noisy_linear_is_factorised_gaussian_noise():
     """NoisyLinear (Fortunato et al. 2018, Eq. 10-11): y = (μ_w + σ_w ⊙ f(ε_out) f(ε_in)ᵀ) x + μ_b + σ_b ⊙ f(ε_out),
     f(x) = sgn(x)√|x|, ε ~ N(0, 1): p + q draws per layer. The output equals that formula; f(ε) has mean 0 and
     E f(ε)² = E|ε| = √(2/π); the weight noise has rank 1; at the start σ = σ₀/√p and |μ| ≤ 1/√p. Mutations run: f
-    left out (plain ε: E ε² = 1); the input side's noise drawn anew in `forward` (not the layer's ε_in); the bias's
-    noise left out; σ₀·p^−1/2 written σ₀/p."""
+    left out (plain ε: E ε² = 1); the input side's noise drawn anew in `forward` (not the layer's ε_in), in each of
+    its two ways; the bias's noise left out; σ₀·p^−1/2 written σ₀/p."""
     torch.manual_seed(0)
     p, q = 300, 40
     layer = dqn.NoisyLinear(p, q, sigma_0=0.5)
@@ -385,9 +385,9 @@ def test_noisy_linear_is_factorised_gaussian_noise():
     with torch.no_grad():  # distinct σ's, so that a wrong pairing of noise and σ shows
         layer.weight_sigma.uniform_(0.1, 1.0)
         layer.bias_sigma.uniform_(0.1, 1.0)
-    x = torch.randn(5, p)
     draws = []
-    for _ in range(400):
+    for k in range(400):
+        x = torch.randn(5 if k % 2 else 40, p)  # acting's few rows and a batch's many: the layer computes them two ways
         layer.reset_noise()
         y = layer(x)
         draws.append(torch.cat([layer.eps_in, layer.eps_out]))
