@@ -265,7 +265,7 @@ class SumTree:
     2n entries (node k's children are 2k and 2k + 1, the root is 1, the leaves are n..2n − 1): 8 bytes per slot.
     Setting B leaves and drawing B slots each take one vectorised step per level, O(B log n), with no host sync.
     (A draw by inverse CDF, `searchsorted` on a float64 cumulative sum, is simpler but O(n): at 1M slots on a CPU a
-    draw and a priority update took 9.6x as long as the tree's; README.)"""
+    draw and a priority update took 10x as long as the tree's; README.)"""
 
     def __init__(self, n, device):
         self.n = n
