@@ -561,7 +561,8 @@ def resample_noise(*networks):
 
 
 class QNetwork(nn.Module):
-    """The torso ψ(x) (Nature CNN, MinAtar CNN or MLP), then a hidden layer and n_atoms logits per action, per stream."""
+    """The torso ψ(x) (Nature CNN, MinAtar CNN or MLP), then a hidden layer and n_atoms logits per action, per stream
+    (noisy layers with `--noisy`)."""
 
     def __init__(self, envs, args: Args):
         super().__init__()

@@ -574,7 +574,8 @@ def resample_noise(*networks):
 
 class QNetwork(nn.Module):
     """The torso ψ(x) (Nature CNN, MinAtar CNN or MLP), times the τ embedding φ(τ), then a hidden layer (512 on Atari)
-    per stream giving F⁻¹_τ(x, a), as in IQN; plus the fraction proposal network, one linear layer on ψ(x).
+    per stream giving F⁻¹_τ(x, a), as in IQN (noisy layers with `--noisy`; φ and the fraction net stay plain); plus the
+    fraction proposal network, one linear layer on ψ(x).
     φ(τ) = ReLU(W cos(π i τ) + b), i = 1..n_cos (IQN's reference implementations; its paper writes i = 0..n−1)."""
 
     def __init__(self, envs, args: Args):
@@ -662,8 +663,8 @@ def td_loss(q_network, target_network, data: ReplayBatch, double: bool, kappa: f
 
     The quantile loss sees τ̂ detached and the fraction loss sees F⁻¹ detached: each reaches its own network only.
     Both are the batch's mean, importance-weighted under prioritized replay (`weighted_mean`): the replay's bias is
-    the same for both. Returns both losses, the priorities (each sample's quantile Huber loss, as Dopamine's
-    Rainbow-style agents), Q(s, a) and the fractions' entropy."""
+    the same for both. Returns both losses, the priorities (each sample's quantile Huber loss, as Revisiting Rainbow's
+    QR-DQN and IQN agents), Q(s, a) and the fractions' entropy."""
     batch = len(data.actions)
     rows = torch.arange(batch, device=data.rewards.device)  # built on the device: no host copy
     h = q_network.embed(data.obs)

@@ -579,8 +579,9 @@ def resample_noise(*networks):
 
 class QNetwork(nn.Module):
     """The torso ψ(x) (Nature CNN, MinAtar CNN or MLP), times the τ embedding φ(τ), then a hidden layer (512 on Atari)
-    per stream giving Z_τ(x, a). φ(τ) = ReLU(W cos(π i τ) + b), i = 1..n_cos: the paper's equation writes
-    i = 0..n−1, but the reference implementations (Dopamine, the authors') use i = 1..n, as here."""
+    per stream giving Z_τ(x, a) (noisy layers with `--noisy`; φ stays plain). φ(τ) = ReLU(W cos(π i τ) + b),
+    i = 1..n_cos: the paper's equation writes i = 0..n−1, but the reference implementations (Dopamine, the authors')
+    use i = 1..n, as here."""
 
     def __init__(self, envs, args: Args):
         super().__init__()
@@ -657,8 +658,8 @@ def td_loss(q_network, target_network, data: ReplayBatch, double: bool, kappa: f
 
     β the risk distortion, as in the paper's Algorithm 1: with `--risk` the policy that is evaluated is the
     risk-sensitive one that acts. The loss is the batch's mean, importance-weighted under prioritized replay
-    (`weighted_mean`). Returns the loss, the priorities (each sample's quantile Huber loss, as Dopamine's
-    Rainbow-style agents) and the sampled Q(s, a)."""
+    (`weighted_mean`). Returns the loss, the priorities (each sample's quantile Huber loss, as Revisiting Rainbow's
+    QR-DQN and IQN agents) and the sampled Q(s, a)."""
     batch, device = len(data.actions), data.rewards.device
     rows = torch.arange(batch, device=device)  # built on the device: no host copy
     with torch.no_grad():

@@ -560,7 +560,8 @@ def resample_noise(*networks):
 
 
 class QNetwork(nn.Module):
-    """The torso ψ(x) (Nature CNN, MinAtar CNN or MLP), then a hidden layer and N quantiles per action, per stream."""
+    """The torso ψ(x) (Nature CNN, MinAtar CNN or MLP), then a hidden layer and N quantiles per action, per stream
+    (noisy layers with `--noisy`)."""
 
     def __init__(self, envs, args: Args):
         super().__init__()
@@ -610,7 +611,7 @@ def td_loss(q_network, target_network, data: ReplayBatch, double: bool, kappa: f
 
     all N quantiles of that one action (a per-quantile max would mix actions). The loss is the batch's mean,
     importance-weighted under prioritized replay (`weighted_mean`). Returns the loss, the priorities (each sample's
-    quantile Huber loss, as Dopamine's Rainbow-style agents) and Q(s, a)."""
+    quantile Huber loss, as Revisiting Rainbow's QR-DQN and IQN agents) and Q(s, a)."""
     rows = torch.arange(len(data.actions), device=data.rewards.device)  # built on the device: no host copy
     with torch.no_grad():
         next_quantiles = target_network.quantiles(data.next_obs)  # [B, A, N]
