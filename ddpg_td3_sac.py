@@ -62,7 +62,7 @@ class Args:
     run loses at most that many"""
     threads: Optional[int] = None
     """torch's CPU threads; None: `OMP_NUM_THREADS` when it is set, else the CPUs this process may run on. Runs that share
-    a machine should each get their share: two threads on a core another process also used ran 2.5-3.5x slower (README)"""
+    a machine should each get their share: two threads on a core another process also used ran 2.5-3.5x slower (docs/performance.md)"""
     save_dataset: Optional[str] = None
     """write every finished training episode as a local Minari dataset with this id (e.g. `hopper/td3-replay-v0`); with
     `--eval-checkpoint`, the evaluation's episodes instead"""

@@ -60,7 +60,7 @@ class Args:
     killed run loses at most that many"""
     threads: Optional[int] = None
     """torch's CPU threads; None: `OMP_NUM_THREADS` when it is set, else the CPUs this process may run on. Runs that share
-    a machine should each get their share: two threads on a core another process also used ran 2.5-3.5x slower (README)"""
+    a machine should each get their share: two threads on a core another process also used ran 2.5-3.5x slower (docs/performance.md)"""
 
     dataset: str = "mujoco/halfcheetah/medium-v0"
     """a Minari dataset id, or a path to a D4RL-style .hdf5 file"""

@@ -64,7 +64,7 @@ class Args:
     run loses at most that many"""
     threads: Optional[int] = None
     """torch's CPU threads; None: `OMP_NUM_THREADS` when it is set, else the CPUs this process may run on. Runs that share
-    a machine should each get their share: two threads on a core another process also used ran 2.5-3.5x slower (README)"""
+    a machine should each get their share: two threads on a core another process also used ran 2.5-3.5x slower (docs/performance.md)"""
 
     env_id: str = "BreakoutNoFrameskip-v4"
     """an ALE id (ale-py's C++ AtariVectorEnv, Nature CNN), a MinAtar id such as MinAtar/Breakout-v0 (MinAtar's CNN), or a
@@ -265,7 +265,7 @@ class SumTree:
     2n entries (node k's children are 2k and 2k + 1, the root is 1, the leaves are n..2n − 1): 8 bytes per slot.
     Setting B leaves and drawing B slots each take one vectorised step per level, O(B log n), with no host sync.
     (A draw by inverse CDF, `searchsorted` on a float64 cumulative sum, is simpler but O(n): at 1M slots on a CPU a
-    draw and a priority update took 10x as long as the tree's; README.)"""
+    draw and a priority update took 10x as long as the tree's; docs/performance.md.)"""
 
     def __init__(self, n, device):
         self.n = n
@@ -299,7 +299,7 @@ class SumTree:
 
 
 class ReplayBuffer:
-    """Device-resident replay memory of single frames, one circular timeline per env (CONVENTIONS §5).
+    """Device-resident replay memory of single frames, one circular timeline per env.
 
     Each env's timeline holds the newest frame of every observation in order; the 4-frame stacks are rebuilt
     at sampling, with zeros for frames before the episode's start, exactly as AtariVectorEnv presents them.

@@ -1,4 +1,4 @@
-"""torch.compile for `ddpg_td3_sac.py`'s update, measured (it is not a flag: on this CPU it did not help; README): the time
+"""torch.compile for `ddpg_td3_sac.py`'s update, measured (it is not a flag: on this CPU it did not help; docs/performance.md): the time
 of one update step (critics, and the actor, temperature and targets
 at their frequency) eager and compiled, in one process, alternating blocks (A B B A ...), on HalfCheetah-v5's shapes at
 batch 256, one thread. Not a test.

@@ -1,5 +1,5 @@
 """Two commands timed in turn, A B A B ..., and A's speed-up over B pair by pair (B's wall time over A's), so a
-comparison holds when the machine's speed drifts. Not a test. The README's "Speed" section has the commands.
+comparison holds when the machine's speed drifts. Not a test. docs/performance.md has the commands.
 
     python benchmark/versus.py --runs 3 "python dqn_atari.py --env-id Acrobot-v1 ..." "python cleanrl/dqn.py ..."
 

@@ -8,6 +8,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the scripts are imported as modules
+# One torch thread per test process, and per run it starts: pytest-xdist runs a test on every CPU, and a run with more
+# threads than its share of the cores runs several times slower (docs/performance.md, "torch threads").
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def run_script(script, *args, cwd, timeout=600):

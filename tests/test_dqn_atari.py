@@ -815,7 +815,7 @@ SHARED = ["make_env", "is_atari", "free_memory", "Torso", "video_frames", "Repla
 
 @pytest.mark.parametrize("script", ["c51_atari", "qrdqn_atari", "iqn_atari", "fqf_atari"])
 def test_shared_definitions_are_identical_in_every_atari_script(script):
-    """The Atari scripts share their env, replay, schedules, evaluation and checkpoints word for word (CONVENTIONS §1),
+    """The Atari scripts share their env, replay, schedules, evaluation and checkpoints word for word (CONTRIBUTING.md),
     so `diff dqn_atari.py <script>` shows the algorithm only, and a fix in one is a fix in all."""
     import importlib
     import inspect

@@ -222,7 +222,7 @@ def test_smoke_breakout_double_dueling_nstep_prioritized_noisy(tmp_path):
 
 # The paper's fraction learning rate, 2.5e-9, leaves the fractions where they start on this budget, so this run is
 # FQF's quantile network at near-even fractions; the fraction net's learning is checked by the math tests and the
-# smoke test. Measured with 1e-4: the fractions crowd into CartPole's low tail and the return falls (see README).
+# smoke test. Measured with 1e-4: the fractions crowd into CartPole's low tail and the return falls (docs/fqf.md).
 @pytest.mark.slow
 def test_learns_acrobot_and_leaves_the_rest_state(tmp_path):
     """The greedy evaluation (ε = 0.001) on Acrobot, whose hanging start needs a phase-dependent policy (see

@@ -1,14 +1,14 @@
-"""What prioritized replay adds to a training run's time, end to end, on this machine. Not a test (pytest does not
-collect it, and CI does not run it): a measurement to run by hand and quote.
+"""What prioritized replay adds to a training run's time, end to end, on this machine: a measurement to run by hand
+and quote (docs/performance.md), not a test.
 
-    python tests/benchmark.py                      # 3 pairs of 3,000-transition Breakout runs, about 10 minutes
-    python tests/benchmark.py --pairs 5 --steps 5000
+    python benchmark/prioritized_cost.py                      # 3 pairs of 3,000-transition Breakout runs, about 10 min
+    python benchmark/prioritized_cost.py --pairs 5 --steps 5000
 
 It trains `dqn_atari.py` on Breakout (1 env, one thread, a 1M-slot replay, learning from transition 500, a gradient step
 every 4) twice per pair, with `--prioritized` and without, alternating which goes first, in this one process, and
 prints each pair's time ratio (prioritized / uniform) and their median. The 1M slots matter: the sum tree's draw and
-update take one step per level, 20 levels at 1M. The issue's bound is a median ratio ≤ 1.15; the exit status is 1
-above it.
+update take one step per level, 20 levels at 1M. The bound is a median ratio ≤ 1.15 (prioritized replay may add at
+most 15% to a run); the exit status is 1 above it.
 """
 
 import argparse
