@@ -10,6 +10,7 @@ Paper: https://arxiv.org/abs/1707.06887
 
 import copy
 import functools
+import math
 import os
 import random
 import signal
@@ -33,6 +34,7 @@ gym.register_envs(ale_py)
 
 @dataclass
 class Args:
+    # Experiment: seeding, logging, checkpoints and evaluation
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment"""
     seed: int = 1
@@ -61,19 +63,20 @@ class Args:
     """with `--save-model`, also write the checkpoint every this many transitions (0: only at the end), so that a killed
     run loses at most that many"""
     threads: Optional[int] = None
-    """torch's CPU threads; None: `OMP_NUM_THREADS` when it is set, else the CPUs this process may run on. Runs that share
-    a machine should each get their share: two threads on a core another process also used ran 2.5-3.5x slower (docs/performance.md)"""
+    """torch's CPU threads; None: `OMP_NUM_THREADS` when it is set, else the CPUs this process may run on. Runs that
+    share a machine should each get their share (docs/operations.md)"""
 
+    # Environment
     env_id: str = "BreakoutNoFrameskip-v4"
-    """an ALE id (ale-py's C++ AtariVectorEnv, Nature CNN), a MinAtar id such as MinAtar/Breakout-v0 (MinAtar's CNN), or a
-    gymnasium id with a flat Box observation (MLP torso)"""
-
+    """an ALE id (ale-py's C++ AtariVectorEnv, Nature CNN), a MinAtar id such as MinAtar/Breakout-v0 (MinAtar's CNN), or
+    a gymnasium id with a flat Box observation (MLP torso)"""
     num_envs: int = 1
     """parallel environments (the paper's protocol is 1)"""
     terminal_on_life_loss: bool = True
     """treat a lost life as terminal for bootstrapping (Nature, CleanRL); logged returns stay whole games.
     Dopamine and Machado et al. (2018) use False"""
 
+    # Training
     total_timesteps: int = 10_000_000
     """environment transitions, summed over envs (CleanRL; 40M frames)"""
     learning_rate: float = 2.5e-4
@@ -100,6 +103,8 @@ class Args:
     """transitions collected before learning starts (CleanRL; Nature used 50k)"""
     train_frequency: int = 4
     """transitions between gradient steps (Nature)"""
+
+    # Rainbow's components (Hessel et al. 2018), each off by default
     double: bool = False
     """Double DQN target: the online net picks a', the target net evaluates it (van Hasselt et al. 2016)"""
     dueling: bool = False
@@ -107,9 +112,9 @@ class Args:
     n_step: int = 1
     """n-step returns built inside the replay (1 in the paper; Rainbow used 3)"""
     prioritized: bool = False
-    """proportional prioritized replay (Schaul et al. 2016): transition i is drawn with probability P(i) = p_i^α / Σ_k p_k^α,
-    its loss weighted by (N·P(i))^−β / max_j (N·P(j))^−β, and its priority set to p_i = |δ_i| + ε after each update;
-    new transitions enter at the largest priority so far"""
+    """proportional prioritized replay (Schaul et al. 2016): transition i is drawn with probability P(i) = p_i^α / Σ_k
+    p_k^α, its loss weighted by (N·P(i))^−β / max_j (N·P(j))^−β, and its priority set to p_i = |δ_i| + ε after each
+    update; new transitions enter at the largest priority so far"""
     prioritized_replay_alpha: float = 0.5
     """priority exponent α (Rainbow, Hessel et al. 2018, Table 1; Schaul et al.'s proportional variant used 0.6)"""
     prioritized_replay_beta: float = 0.4
@@ -125,6 +130,8 @@ class Args:
     noisy_sigma0: float = 0.5
     """σ₀ of the noise's initial scale σ = σ₀/√fan_in (Fortunato et al. 2018 and Rainbow; Dopamine's and Revisiting
     Rainbow's code use 0.1)"""
+
+    # C51's categorical distribution
     n_atoms: int = 51
     """atoms of the categorical distribution (the paper)"""
     v_min: float = -10.0
@@ -133,12 +140,172 @@ class Args:
     """largest atom (the paper)"""
 
 
-def resolve_defaults(args: Args) -> Args:
-    """The fields left None: ε-greedy from 1 to 0.01, or off (0) with `--noisy` (Rainbow: the noise explores)."""
-    start_e, end_e = (0.0, 0.0) if args.noisy else (1.0, 0.01)
-    args.start_e = start_e if args.start_e is None else args.start_e
-    args.end_e = end_e if args.end_e is None else args.end_e
-    return args
+class QNetwork(nn.Module):
+    """The torso ψ(x) (Nature CNN, MinAtar CNN or MLP), then a hidden layer and n_atoms logits per action, per stream
+    (noisy layers with `--noisy`)."""
+
+    def __init__(self, envs, args: Args):
+        super().__init__()
+        obs_shape, self.n_actions = envs.single_observation_space.shape, int(envs.single_action_space.n)
+        self.torso = Torso(obs_shape)
+        features, hidden, layer = self.torso.features, self.torso.hidden, head_layer(args)
+        self.n_atoms = args.n_atoms
+        self.register_buffer("atoms", torch.linspace(args.v_min, args.v_max, args.n_atoms))
+        a, n = self.n_actions, self.n_atoms
+        self.head = nn.Sequential(layer(features, hidden), nn.ReLU(), layer(hidden, a * n), nn.Unflatten(1, (a, n)))
+        # dueling: the value stream has its own hidden layer, as the advantage stream does (Wang et al. 2016)
+        self.value = None
+        if args.dueling:
+            self.value = nn.Sequential(layer(features, hidden), nn.ReLU(), layer(hidden, n), nn.Unflatten(1, (1, n)))
+
+    def forward(self, x):
+        """Q(s, a) = Σ_i z_i p_i(s, a)"""
+        return (self.logits(x).softmax(-1) * self.atoms).sum(-1)
+
+    def logits(self, x):
+        h = self.torso(x)
+        if self.value is None:
+            return self.head(h)
+        advantages = self.head(h)
+        return self.value(h) + advantages - advantages.mean(1, keepdim=True)
+
+
+def categorical_projection(next_probs, rewards, dones, gamma, atoms):
+    """Projection Φ of the target distribution r + γ(1 − done) z_j onto the fixed support (the paper's Eq. 7):
+
+        (Φ T̂Z)_i = Σ_j [1 − |clip(r + γ(1 − done) z_j, v_min, v_max) − z_i| / Δz]_0^1 p_j
+
+    Each target atom's mass goes to its two neighbours in proportion to closeness: at b = (T̂z_j − v_min)/Δz it
+    gives 1 − (b − l) to z_l and b − l to z_(l+1), l = ⌊b⌋, which is the sum above with its N − 2 zero terms left
+    out (O(N) per sample, not O(N²)). Capping l at N − 2 keeps the top atom in
+    range, and it is exact when b is an integer (all the mass to z_b), where floor/ceil code gives it to neither
+    neighbour. `gamma` is a scalar or per sample, [B]."""
+    delta_z = atoms[1] - atoms[0]
+    discount = torch.as_tensor(gamma, dtype=atoms.dtype, device=atoms.device).reshape(-1, 1)
+    tz = (rewards[:, None] + discount * (1 - dones[:, None]) * atoms).clamp(atoms[0], atoms[-1])  # [B, j]
+    b = (tz - atoms[0]) / delta_z
+    lower = b.floor().clamp(max=len(atoms) - 2)
+    upper_share = (b - lower).clamp(0, 1)  # [0, 1] also where rounding puts b a hair past the top atom
+    projected = torch.zeros_like(next_probs)
+    projected.scatter_add_(1, lower.long(), (1 - upper_share) * next_probs)
+    return projected.scatter_add_(1, lower.long() + 1, upper_share * next_probs)
+
+
+def td_loss(q_network, target_network, data: "ReplayBatch", double: bool):
+    """Cross-entropy −Σ_i m_i log p_i(s, a) between the prediction and the projected target m = Φ T̂Z(s', a*),
+
+        a* = argmax_a' Q_target(s', a')  (C51),    a* = argmax_a' Q_online(s', a')  (Double),
+
+    with the replay's n-step reward sum R and discount γ^m; the batch's mean, importance-weighted under prioritized
+    replay (`data.weights`). Returns the loss, the priorities (each sample's cross-entropy, as Rainbow's, which uses
+    the KL divergence, equal up to the target's entropy, and Dopamine's) and Q(s, a)."""
+    rows = torch.arange(len(data.actions), device=data.rewards.device)  # built on the device: no host copy
+    with torch.no_grad():
+        next_probs = target_network.logits(data.next_obs).softmax(-1)  # [B, A, n_atoms]
+        next_q_target = (next_probs * target_network.atoms).sum(-1)
+        next_actions = (q_network(data.next_obs) if double else next_q_target).argmax(1)
+        next_probs = next_probs[rows, next_actions]
+        target = categorical_projection(next_probs, data.rewards, data.terminated, data.discounts, target_network.atoms)
+    log_probs = q_network.logits(data.obs)[rows, data.actions].log_softmax(-1)
+    losses = -(target * log_probs).sum(-1)
+    return (data.weights * losses).mean(), losses.detach(), (log_probs.exp() * q_network.atoms).sum(-1)
+
+
+def main(args: Args) -> None:
+    if problems := check_args(resolve_defaults(args)):
+        fail(*problems)
+    torch.set_num_threads(args.threads or default_threads())
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if args.eval_checkpoint:
+        return evaluate_checkpoint(args, device)
+    try:
+        envs = make_env(args.env_id, args.num_envs)
+    except (ValueError, ImportError, gym.error.Error) as e:
+        fail(str(e))
+    # CleanRL's name, plus a random suffix: two runs started in the same second never share a folder
+    run_name = (
+        f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}__{os.urandom(3).hex()}"
+    )
+    seed_everything(args.seed, args.torch_deterministic)
+    atari = is_atari(envs)
+    rb = make_replay(args, envs, device)
+
+    # channels last: the CPU's convolution kernels (oneDNN) run the Nature CNN's update faster in that layout
+    layout = torch.channels_last if device.type == "cpu" else torch.preserve_format
+    q_network = QNetwork(envs, args).to(device, memory_format=layout)
+    # fused: one kernel for all parameters, the same update (the default loops over them)
+    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, eps=args.adam_eps, fused=True)
+    target_network = QNetwork(envs, args).to(device, memory_format=layout)
+    target_network.load_state_dict(q_network.state_dict())
+    last_finite = LastFinite(q_network)
+
+    writer = start_logging(args, run_name)
+    model_path = f"runs/{run_name}/{args.exp_name}.pt"
+    progress = Progress(args, writer)
+    obs, infos = envs.reset(seed=args.seed)
+    lives = infos.get("lives")
+    global_step, gradient_steps = 0, 0
+    failure, stop = None, StopSignal()
+    try:
+        while global_step < args.total_timesteps and not stop.code:
+            # act ε-greedily (NoisyNet: with new noise), and store the transition
+            epsilon = linear_schedule(
+                args.start_e, args.end_e, args.exploration_fraction * args.total_timesteps, global_step
+            )
+            resample_noise(q_network)
+            actions = select_actions(q_network, obs, epsilon)
+            next_obs, rewards, terminations, truncations, infos = envs.step(actions)
+            global_step += args.num_envs
+            ends = terminations | truncations
+            terminated = terminations
+            if atari and args.terminal_on_life_loss:  # a life lost ends bootstrapping; the game goes on
+                terminated = terminations | ((infos["lives"] < lives) & ~ends)
+                lives = infos["lives"]
+            clipped_rewards = np.clip(rewards, -1, 1) if atari else rewards  # Nature: clip for training only
+            rb.add(obs, actions, clipped_rewards, terminated, ends, true_next_obs(next_obs, ends, infos))
+            obs = next_obs
+            progress.add(rewards, ends, global_step)
+
+            # learn: one gradient step per `train_frequency` transitions after `learning_starts`, whatever num_envs is
+            updates_due = max(0, math.ceil((global_step - args.learning_starts) / args.train_frequency))
+            while gradient_steps < updates_due:
+                beta = linear_schedule(
+                    args.prioritized_replay_beta, args.prioritized_replay_beta_end, args.total_timesteps, global_step
+                )
+                data = rb.sample(args.batch_size, beta)
+                resample_noise(q_network, target_network)  # NoisyNet: new noise per gradient step, the target's own
+                loss, priorities, q_taken = td_loss(q_network, target_network, data, args.double)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                if args.prioritized:
+                    rb.update_priorities(data.indices, priorities)
+                gradient_steps += 1
+                if gradient_steps % 100 == 0:  # the loss is read back here anyway: stop if it diverged
+                    last_finite.check(global_step, q_network, loss=loss)
+                    writer.add_scalar("losses/loss", loss, global_step)
+                    writer.add_scalar("losses/q_values", q_taken.mean(), global_step)
+            # the target network, when this step crossed a multiple of target_network_frequency
+            if global_step > args.learning_starts and global_step % args.target_network_frequency < args.num_envs:
+                soft_update(target_network, q_network, args.tau)
+            if args.checkpoint_frequency and global_step % args.checkpoint_frequency < args.num_envs:
+                save_checkpoint(model_path, q_network, args)
+            progress.report(global_step, epsilon, gradient_steps)
+    except FloatingPointError as e:
+        failure = e
+    finally:
+        stop.restore()
+        envs.close()
+        if args.save_model:
+            save_checkpoint(model_path, *(last_finite.networks if failure else (q_network,)), args)
+            print(f"model saved to {model_path}" + (" (the last finite weights)" if failure else ""))
+        writer.flush()
+    exit_if_ended_early(failure, stop, global_step)
+
+    if args.eval_episodes > 0:
+        final_evaluation(q_network, args, run_name, writer)
+    print(f"total time {time.time() - progress.start_time:.0f} s, {global_step} steps, {gradient_steps} gradient steps")
+    writer.close()
 
 
 def check_args(args: Args) -> list[str]:
@@ -167,16 +334,59 @@ def check_args(args: Args) -> list[str]:
         ("noisy_sigma0", args.noisy_sigma0 >= 0, "≥ 0"),
         ("n_atoms", args.n_atoms >= 2, "≥ 2"),
         ("v_max", args.v_max > args.v_min, "> --v-min"),
-        ("eval_episodes", args.eval_episodes >= (1 if args.eval_checkpoint else 0), "≥ 1 with --eval-checkpoint, else ≥ 0"),
+        (
+            "eval_episodes",
+            args.eval_episodes >= (1 if args.eval_checkpoint else 0),
+            "≥ 1 with --eval-checkpoint, else ≥ 0",
+        ),
         ("eval_epsilon", 0 <= args.eval_epsilon <= 1, "in [0, 1]"),
-        ("checkpoint_frequency", args.checkpoint_frequency == 0 or (args.checkpoint_frequency > 0 and args.save_model),
-         "≥ 0, and > 0 only with --save-model"),
+        (
+            "checkpoint_frequency",
+            args.checkpoint_frequency == 0 or (args.checkpoint_frequency > 0 and args.save_model),
+            "≥ 0, and > 0 only with --save-model",
+        ),
         ("threads", args.threads is None or args.threads >= 1, "≥ 1"),
-    ]  # fmt: skip
+    ]
     if args.learning_starts >= args.total_timesteps and not args.eval_checkpoint:
-        print(f"warning: --learning-starts {args.learning_starts} ≥ --total-timesteps {args.total_timesteps}: no gradient step "
-              f"will be taken", file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: --learning-starts {args.learning_starts} ≥ --total-timesteps {args.total_timesteps}: "
+            f"no gradient step will be taken",
+            file=sys.stderr,
+        )
     return [f"--{name.replace('_', '-')} {getattr(args, name)}: must be {rule}" for name, ok, rule in rules if not ok]
+
+
+# ======================================================================================================================
+# Shared machinery, word for word the same in the five *_atari.py scripts (a test keeps it so): skip it on a first
+# reading. Action selection, environments, the networks' torso and noisy layers, the device-resident replay and its sum
+# tree, logging, evaluation, checkpoints and run control.
+# ======================================================================================================================
+
+
+def resolve_defaults(args: Args) -> Args:
+    """The fields left None: ε-greedy from 1 to 0.01, or off (0) with `--noisy` (Rainbow: the noise explores)."""
+    start_e, end_e = (0.0, 0.0) if args.noisy else (1.0, 0.01)
+    args.start_e = start_e if args.start_e is None else args.start_e
+    args.end_e = end_e if args.end_e is None else args.end_e
+    return args
+
+
+def linear_schedule(start: float, end: float, duration: float, t: int) -> float:
+    """From `start` at t = 0 to `end` at t = duration, then `end` (ε decays, prioritized replay's β rises)."""
+    return end if t >= duration else start + (end - start) * t / duration
+
+
+def select_actions(q_network, obs: np.ndarray, epsilon) -> np.ndarray:
+    """ε-greedy, from and for the envs' host arrays. The coins are flipped on the host, so a step on which every
+    env explores (most steps while ε is near 1) never runs the network; otherwise the observations go to the
+    network's device and the greedy actions come back, the one read-back per step, which the env needs anyway."""
+    coins, random_actions = np.random.random((2, len(obs)))  # one draw: each env's coin and its random action
+    explore, actions = coins < epsilon, (random_actions * q_network.n_actions).astype(np.int64)
+    if not explore.all():
+        with torch.no_grad():
+            q_values = q_network(torch.as_tensor(obs, device=next(q_network.parameters()).device))
+        actions = np.where(explore, actions, q_values.argmax(1).cpu().numpy())
+    return actions
 
 
 def make_env(env_id: str, num_envs: int, render: bool = False) -> gym.vector.VectorEnv:
@@ -193,21 +403,29 @@ def make_env(env_id: str, num_envs: int, render: bool = False) -> gym.vector.Vec
     spec = gym.spec(env_id)  # raises gym.error.Error on an unknown id
     if spec.entry_point == "ale_py.env:AtariEnv":
         envs = ale_py.AtariVectorEnv(
-            spec.kwargs["game"], num_envs, reward_clipping=False, autoreset_mode="SameStep",
+            spec.kwargs["game"],
+            num_envs,
+            reward_clipping=False,
+            autoreset_mode="SameStep",
             repeat_action_probability=spec.kwargs.get("repeat_action_probability", 0.0),  # v5 ids: sticky actions
             full_action_space=spec.kwargs.get("full_action_space", False),
             max_num_frames_per_episode=spec.kwargs.get("max_num_frames_per_episode", 108_000),
-        )  # fmt: skip
+        )
     else:
         envs = gym.make_vec(
-            env_id, num_envs, vectorization_mode="sync", render_mode="rgb_array" if render else None,
+            env_id,
+            num_envs,
+            vectorization_mode="sync",
+            render_mode="rgb_array" if render else None,
             vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
-        )  # fmt: skip
+        )
         space = envs.single_observation_space
         if not (isinstance(space, gym.spaces.Box) and (len(space.shape) == 1 or minatar)):
             raise ValueError(f"{env_id} has observation space {space}; need a flat Box, a MinAtar or an ALE game")
     if not isinstance(envs.single_action_space, gym.spaces.Discrete):
-        raise ValueError(f"{env_id} has action space {envs.single_action_space}; this script needs a Discrete action space")
+        raise ValueError(
+            f"{env_id} has action space {envs.single_action_space}; this script needs a Discrete action space"
+        )
     return envs
 
 
@@ -215,14 +433,108 @@ def is_atari(envs: gym.vector.VectorEnv) -> bool:
     return isinstance(envs, ale_py.AtariVectorEnv)
 
 
-def free_memory(device) -> Optional[int]:
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable"))
-    except (OSError, StopIteration):
-        return None
+def true_next_obs(next_obs, ends, infos):
+    """The observations that followed this step: where an episode ended, the env has already reset, and the true last
+    observation is `infos["final_obs"]` (autoreset in the same step)."""
+    if not ends.any():
+        return next_obs
+    real_next_obs = next_obs.copy()
+    real_next_obs[ends] = np.stack(infos["final_obs"][ends])
+    return real_next_obs
+
+
+def observation_kind(obs_shape) -> str:
+    """The three kinds of observation `make_env` allows, one rule each."""
+    if len(obs_shape) == 1:
+        return "flat"  # a vector: classic control
+    if tuple(obs_shape[1:]) == (84, 84):
+        return "ale"  # ALE's stack of 84x84 frames, channels first
+    return "minatar"  # MinAtar's 10x10 grid of C channels, channels last
+
+
+class Torso(nn.Module):
+    """The state embedding ψ(x), chosen by the kind of observation, and the width of the head above it:
+    - ALE's stacked frames [4, 84, 84]: the Nature CNN on pixels scaled to [0, 1] (head 512);
+    - MinAtar's grids [10, 10, C], channels last: MinAtar's network, one 3x3 convolution of 16 channels (Young & Tian
+      2019; head 128);
+    - a flat observation: one 128-unit layer (head 128)."""
+
+    def __init__(self, obs_shape):
+        super().__init__()
+        self.kind = observation_kind(obs_shape)
+        if self.kind == "ale":
+            self.layers = nn.Sequential(
+                nn.Conv2d(obs_shape[0], 32, 8, stride=4),
+                nn.ReLU(),
+                nn.Conv2d(32, 64, 4, stride=2),
+                nn.ReLU(),
+                nn.Conv2d(64, 64, 3, stride=1),
+                nn.ReLU(),
+                nn.Flatten(),
+            )
+            self.features, self.hidden = 3136, 512
+        elif self.kind == "minatar":
+            self.layers = nn.Sequential(nn.Conv2d(obs_shape[2], 16, 3, stride=1), nn.ReLU(), nn.Flatten())
+            self.features, self.hidden = 16 * (obs_shape[0] - 2) * (obs_shape[1] - 2), 128
+        else:
+            self.layers = nn.Sequential(nn.Linear(obs_shape[0], 128), nn.ReLU())
+            self.features, self.hidden = 128, 128
+
+    def forward(self, x):
+        if self.kind == "ale":
+            return self.layers(x.float() / 255.0)
+        if self.kind == "minatar":
+            return self.layers(x.permute(0, 3, 1, 2).float())  # channels first, as the convolution expects
+        return self.layers(x.float())
+
+
+class NoisyLinear(nn.Module):
+    """A linear layer with learned factorised Gaussian noise (Fortunato et al. 2018, §3, Eq. 10-11):
+
+        y = (μ_w + σ_w ⊙ ε_w) x + μ_b + σ_b ⊙ ε_b,   ε_w = f(ε_out) f(ε_in)ᵀ,  ε_b = f(ε_out),  f(x) = sgn(x) √|x|,
+
+    with ε_in ~ N(0, I_p) and ε_out ~ N(0, I_q): p + q Gaussian draws per layer, not p·q + q. At the start μ ~ U[−1/√p,
+    1/√p] and σ = σ₀/√p (§3.3, p the fan-in). The noise stays until `reset_noise`; in eval mode the layer is μ alone,
+    the mean weights."""
+
+    def __init__(self, in_features, out_features, sigma_0=0.5):
+        super().__init__()
+        bound = in_features**-0.5
+        self.weight_mu = nn.Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))
+        self.bias_mu = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
+        self.weight_sigma = nn.Parameter(torch.full((out_features, in_features), sigma_0 * bound))
+        self.bias_sigma = nn.Parameter(torch.full((out_features,), sigma_0 * bound))
+        self.register_buffer("eps_in", torch.zeros(in_features), persistent=False)  # f(ε_in), f(ε_out)
+        self.register_buffer("eps_out", torch.zeros(out_features), persistent=False)
+
+    def reset_noise(self):
+        for eps in (self.eps_in, self.eps_out):
+            eps.normal_()
+            eps.copy_(eps.sign() * eps.abs().sqrt())
+
+    def forward(self, x):
+        """With few rows (acting), the noise's part without the p×q noise matrix: (σ_w ⊙ f(ε_out) f(ε_in)ᵀ) x =
+        f(ε_out) ⊙ σ_w (f(ε_in) ⊙ x). With many (a batch, IQN's τ rows), forming the noisy weights once is cheaper;
+        the two cost the same at about 32 rows (docs/performance.md)."""
+        if not self.training:
+            return F.linear(x, self.weight_mu, self.bias_mu)
+        bias = self.bias_mu + self.bias_sigma * self.eps_out
+        if x.numel() < 32 * x.shape[-1]:
+            return F.linear(x, self.weight_mu, bias) + self.eps_out * F.linear(x * self.eps_in, self.weight_sigma)
+        return F.linear(x, self.weight_mu + self.weight_sigma * torch.outer(self.eps_out, self.eps_in), bias)
+
+
+def head_layer(args: Args):
+    """The head's linear layer: nn.Linear, or NoisyLinear with σ₀ under `--noisy`."""
+    return functools.partial(NoisyLinear, sigma_0=args.noisy_sigma0) if args.noisy else nn.Linear
+
+
+def resample_noise(*networks):
+    """A new draw of every NoisyLinear's noise in `networks` (Rainbow: for each action and each gradient step, the
+    online and target nets independently). Nothing happens without `--noisy`."""
+    for module in (m for network in networks for m in network.modules()):
+        if isinstance(module, NoisyLinear):
+            module.reset_noise()
 
 
 class ReplayBatch(NamedTuple):
@@ -232,28 +544,22 @@ class ReplayBatch(NamedTuple):
     next_obs: torch.Tensor  # the observation n steps later, or the episode's true last one
     terminated: torch.Tensor  # 1.0 where the episode terminated within those steps: no bootstrap
     discounts: torch.Tensor  # γ^m, m the number of steps actually summed
-    weights: Optional[torch.Tensor] = None  # prioritized replay's importance-sampling weights; None: uniform replay
+    weights: torch.Tensor  # prioritized replay's importance-sampling weights (1 under uniform replay)
     indices: Optional[torch.Tensor] = None  # the slots drawn (env · slots per env + slot), for `update_priorities`
-
-
-def weighted_mean(losses, weights):
-    """(1/B) Σ_i w_i L_i, the importance-weighted mean of per-sample losses that corrects prioritized replay's bias
-    (Schaul et al. 2016, Algorithm 1); the plain mean under uniform replay (weights None)."""
-    return losses.mean() if weights is None else (weights * losses).mean()
 
 
 class SumTree:
     """Proportional sampling over n slots, on the device (Schaul et al. 2016, Appendix B.2.1): a binary tree whose
     leaves hold the slots' p_i^α and whose every node holds the sum of its two children. It is one float32 tensor of
     2n entries (node k's children are 2k and 2k + 1, the root is 1, the leaves are n..2n − 1): 8 bytes per slot.
-    Setting B leaves and drawing B slots each take one vectorised step per level, O(B log n), with no host sync.
-    (A draw by inverse CDF, `searchsorted` on a float64 cumulative sum, is simpler but O(n): at 1M slots on a CPU a
-    draw and a priority update took 10x as long as the tree's; docs/performance.md.)"""
+    Setting B leaves and drawing B slots each take one vectorised step per level, O(B log n), with no host sync (a draw
+    by inverse CDF, `searchsorted` on a float64 cumulative sum, is simpler but O(n); docs/replay.md)."""
 
     def __init__(self, n, device):
         self.n = n
         self.nodes = torch.zeros(2 * n, dtype=torch.float32, device=device)
-        self.depth = (2 * n - 1).bit_length() - 1  # of the deepest leaf; when n is no power of 2, leaves lie at two depths
+        # of the deepest leaf; when n is no power of 2, leaves lie at two depths
+        self.depth = (2 * n - 1).bit_length() - 1
 
     def set(self, slots, values):
         """Leaves `slots` <- `values`, then their ancestors recomputed from their children, one level per step from the
@@ -288,32 +594,51 @@ class ReplayBuffer:
     at sampling, with zeros for frames before the episode's start, exactly as AtariVectorEnv presents them.
     When an episode ends, one extra slot keeps the env's true final frame (`final_obs`), so termination and
     truncation are both exact: that slot is a next observation, never the start of a transition.
-    Flat observations are stored whole, as a "stack" of one.
+    MinAtar's grids and flat observations are stored whole (`history` 1).
 
     Steps arrive as the env's host arrays and wait on the host until the next sample (or `stage_limit` steps),
     then go to the device in one batch: where a step lands depends only on the envs' `ends`, which the host
     has, so a step costs no device operation and a batch of them a few copies and writes (`flush`).
 
-    With `alpha` the draws are prioritized (Schaul et al. 2016): a sum tree over the slots (`SumTree`, 8 bytes per
-    slot) holds p^α, and 0 on every slot the uniform draw would not draw, so both draw from the same transitions.
+    With `prioritized` the draws are prioritized (Schaul et al. 2016): a sum tree over the slots (`SumTree`, 8 bytes
+    per slot) holds p^α, and 0 on every slot the uniform draw would not draw, so both draw from the same transitions.
     """
 
-    def __init__(self, buffer_size, num_envs, obs_shape, obs_dtype, frame_stack, n_step, gamma, device, alpha=None, priority_eps=1e-6):
-        self.frame_stack, self.n_step, self.gamma, self.device = frame_stack, n_step, gamma, device
-        self.alpha, self.priority_eps = alpha, priority_eps  # alpha None: uniform replay
-        self.history = max(frame_stack, 1)
-        frame_shape = obs_shape[1:] if frame_stack else obs_shape
+    def __init__(
+        self,
+        buffer_size,
+        num_envs,
+        obs_shape,
+        obs_dtype,
+        *,
+        history,
+        n_step,
+        gamma,
+        device,
+        prioritized=False,
+        alpha=0.5,
+        priority_eps=1e-6,
+    ):
+        """`history`: the frames an observation stacks (ALE: 4, each stored once), or 1 for observations stored
+        whole; `alpha` and `priority_eps` are prioritized replay's α and ε."""
+        self.history, self.n_step, self.gamma, self.device = history, n_step, gamma, device
+        self.prioritized, self.alpha, self.priority_eps = prioritized, alpha, priority_eps
+        frame_shape = obs_shape[1:] if history > 1 else obs_shape
         self.size = buffer_size // num_envs  # slots per env
         if self.size <= self.history + n_step:
-            raise ValueError(f"--buffer-size {buffer_size}: must be ≥ {num_envs * (self.history + n_step + 1)} for "
-                             f"{num_envs} envs, {self.history} frames and n-step {n_step}")  # fmt: skip
+            raise ValueError(
+                f"--buffer-size {buffer_size}: must be ≥ {num_envs * (self.history + n_step + 1)} for "
+                f"{num_envs} envs, {self.history} frames and n-step {n_step}"
+            )
         frame_bytes = int(np.prod(frame_shape)) * torch.empty(0, dtype=obs_dtype).element_size()
         # frame, action, reward, the 4 bytes below, and the sum tree's 8 under prioritized replay
-        self.nbytes = num_envs * self.size * (frame_bytes + 8 + 4 + 1 + 1 + 1 + 1 + (8 if alpha is not None else 0))
+        self.nbytes = num_envs * self.size * (frame_bytes + 8 + 4 + 1 + 1 + 1 + 1 + (8 if prioritized else 0))
         free = free_memory(device)
         if free is not None and self.nbytes > free:
-            raise MemoryError(f"a replay buffer of {buffer_size} transitions needs {self.nbytes / 1e9:.2f} GB, "
-                              f"but {device} has {free / 1e9:.2f} GB free; lower --buffer-size")  # fmt: skip
+            raise MemoryError(
+                f"a replay buffer of {buffer_size} transitions needs {self.nbytes / 1e9:.2f} GB, "
+                f"but {device} has {free / 1e9:.2f} GB free; lower --buffer-size"
+            )
         shape = (num_envs, self.size)
         # empty, not zeros: memory is taken as the timeline fills (a zeroed 1M Atari buffer takes all 7 GB at once);
         # sampling reads only written slots, and frames from before an episode's start are masked
@@ -335,15 +660,16 @@ class ReplayBuffer:
         self.stage_limit = min(64, (self.size - 1) // 2)  # so that one flush never writes a slot twice
         self.staged = 0
         self.stage_slots = np.zeros((self.stage_limit, 2, num_envs), dtype=np.int64)  # write position, step in episode
-        self.stage_outcomes = np.zeros((self.stage_limit, 4, num_envs), dtype=np.float32)  # action, reward, terminated, end
+        # action, reward, terminated, end; then the frame and the next frame
+        self.stage_outcomes = np.zeros((self.stage_limit, 4, num_envs), dtype=np.float32)
         frame_dtype = torch.empty(0, dtype=obs_dtype).numpy().dtype
-        self.stage_frames = np.zeros((self.stage_limit, 2, num_envs, *frame_shape), dtype=frame_dtype)  # frame, next frame
-        if alpha is not None:
+        self.stage_frames = np.zeros((self.stage_limit, 2, num_envs, *frame_shape), dtype=frame_dtype)
+        if prioritized:
             self.tree = SumTree(num_envs * self.size, device)  # p_i^α per slot, 0 on every slot not drawable
-            self.max_priority = torch.ones((), device=device)  # new transitions' priority: the largest so far (1 at first)
+            self.max_priority = torch.ones((), device=device)  # new transitions' priority: the largest yet
 
     def newest_frame(self, obs: np.ndarray) -> np.ndarray:
-        return obs[:, -1] if self.frame_stack else obs
+        return obs[:, -1] if self.history > 1 else obs
 
     def add(self, obs, actions, rewards, terminated, ends, real_next_obs):
         """One step of every env, as host arrays. `real_next_obs` is the env's true next observation (`final_obs`
@@ -353,7 +679,9 @@ class ReplayBuffer:
         self.stage_slots[k] = self.host_pos, self.t
         self.stage_outcomes[k] = actions, rewards, terminated, ends
         self.stage_frames[k] = self.newest_frame(obs), self.newest_frame(real_next_obs)
-        self.host_pos, self.host_count, self.t = (next_pos + ends) % self.size, self.host_count + 1 + ends, np.where(ends, 0, next_t)
+        self.host_pos = (next_pos + ends) % self.size
+        self.host_count = self.host_count + 1 + ends
+        self.t = np.where(ends, 0, next_t)
         self.staged += 1
         if self.staged == self.stage_limit:
             self.flush()
@@ -369,23 +697,27 @@ class ReplayBuffer:
         next_pos, next_t = (pos + 1) % self.size, np.minimum(t + 1, self.history - 1)
         ahead = outcomes[:, 3] > 0
         ahead[-1] = True
-        env, n = np.broadcast_to(np.arange(pos.shape[1]), pos.shape), pos.size  # rows 0..n-1: the steps' own slots; then
-        starts = np.arange(n + ahead.sum()) < n  # the frames written ahead, which start no transition
+        # rows 0..n-1 are the steps' own slots, then come the frames written ahead, which start no transition
+        env, n = np.broadcast_to(np.arange(pos.shape[1]), pos.shape), pos.size
+        starts = np.arange(n + ahead.sum()) < n
         rows = [np.concatenate([x.ravel(), y[ahead]]) for x, y in ((env, env), (pos, next_pos), (t, next_t))]
         e, slot, episode_step, starts = torch.as_tensor(np.stack([*rows, starts]), device=self.device)
         frames = self.stage_frames[:k]
-        self.frames[e, slot] = torch.as_tensor(np.concatenate([frames[:, 0].reshape(n, *frames.shape[3:]), frames[:, 1][ahead]]),
-                                               device=self.device)  # fmt: skip
+        self.frames[e, slot] = torch.as_tensor(
+            np.concatenate([frames[:, 0].reshape(n, *frames.shape[3:]), frames[:, 1][ahead]]), device=self.device
+        )
         self.episode_step[e, slot] = episode_step.to(torch.uint8)
         self.starts_transition[e, slot] = starts.bool()
-        actions, rewards, terminated, ends = torch.as_tensor(outcomes.transpose(1, 0, 2).reshape(4, n), device=self.device)
+        actions, rewards, terminated, ends = torch.as_tensor(
+            outcomes.transpose(1, 0, 2).reshape(4, n), device=self.device
+        )
         e, slot = e[:n], slot[:n]
         self.actions[e, slot] = actions.long()  # exact in float32
         self.rewards[e, slot] = rewards
         self.terminated[e, slot] = terminated.bool()
         self.ends[e, slot] = ends.bool()
         self.cursor.copy_(torch.as_tensor(np.stack([self.host_pos, self.host_count])))
-        if self.alpha is not None:
+        if self.prioritized:
             self.move_drawable_window(pos[0])  # the write positions before this flush: its first step's
 
     def move_drawable_window(self, old_pos):
@@ -397,7 +729,8 @@ class ReplayBuffer:
         n, history, size = self.n_step, self.history, self.size
         moved = np.minimum((self.host_pos - old_pos) % size, size - (n + history - 1))  # [E]; none is in the window
         env, k = np.nonzero(np.arange(moved.max()) < moved[:, None])
-        left = env * size + (self.host_pos[env] - n - moved[env] + 1 + k) % size  # the `moved` slots just behind the window
+        # the `moved` slots just behind the window, then the window itself
+        left = env * size + (self.host_pos[env] - n - moved[env] + 1 + k) % size
         window = np.arange(len(moved))[:, None] * size + (self.host_pos[:, None] + np.arange(1 - n, history)) % size
         slots = torch.as_tensor(np.concatenate([left, window.ravel()]), device=self.device)
         drawable = torch.arange(len(slots), device=self.device) < len(left)
@@ -405,19 +738,21 @@ class ReplayBuffer:
         self.tree.set(slots, torch.where(drawable, self.max_priority**self.alpha, 0))
 
     def update_priorities(self, indices, priorities):
-        """p_i = priority + ε for the slots drawn (`ReplayBatch.indices`), and P(i) ∝ p_i^α from now on. The largest p so
-        far becomes new transitions' priority. A slot that is not drawable (its history overwritten since it was drawn)
-        stays at 0."""
+        """p_i = priority + ε for the slots drawn (`ReplayBatch.indices`), and P(i) ∝ p_i^α from now on. The largest p
+        so far becomes new transitions' priority. A slot that is not drawable (its history overwritten since it was
+        drawn) stays at 0."""
         p = priorities.detach().float() + self.priority_eps
         self.max_priority = torch.maximum(self.max_priority, p.max())
         env, slot = indices // self.size, indices % self.size
         distance = (self.pos[env] - slot) % self.size
-        drawable = (distance >= self.n_step) & (distance <= self.size - self.history) & self.starts_transition[env, slot]
+        drawable = (
+            (distance >= self.n_step) & (distance <= self.size - self.history) & self.starts_transition[env, slot]
+        )
         self.tree.set(indices, torch.where(drawable, p**self.alpha, 0))
 
     def stack(self, e, slot):
         """The observation whose newest frame is at `slot`: frames slot-3..slot, zeroed before the episode's start."""
-        if not self.frame_stack:  # a flat observation is stored whole
+        if self.history == 1:  # an observation stored whole
             return self.frames[e, slot]
         frames = self.frames[e[:, None], (slot[:, None] - self.back) % self.size]  # [B, history, *frame_shape]
         in_episode = self.back <= self.episode_step[e, slot][:, None]
@@ -427,8 +762,9 @@ class ReplayBuffer:
         """A batch of transitions, uniform (`draw_uniform`) or prioritized (`draw_prioritized`), all on the device, with
         the n-step return of each."""
         self.flush()
-        if self.alpha is None:
-            (e, slot), weights, indices = self.draw_uniform(batch_size), None, None
+        if not self.prioritized:
+            (e, slot), indices = self.draw_uniform(batch_size), None
+            weights = torch.ones(batch_size, device=self.device)
         else:
             indices, weights = self.draw_prioritized(batch_size, beta)
             e, slot = indices // self.size, indices % self.size
@@ -476,174 +812,49 @@ class ReplayBuffer:
         return indices, (probabilities / probabilities.min()) ** -beta
 
 
-class Torso(nn.Module):
-    """The state embedding ψ(x), chosen by the observation's shape, and the width of the head above it:
-    - ALE's stacked frames [4, 84, 84]: the Nature CNN on pixels scaled to [0, 1] (head 512);
-    - MinAtar's grids [10, 10, C], channels last: MinAtar's network, one 3x3 convolution of 16 channels (Young & Tian
-      2019; head 128);
-    - a flat observation: one 128-unit layer (head 128)."""
-
-    def __init__(self, obs_shape):
-        super().__init__()
-        self.kind = "mlp" if len(obs_shape) == 1 else "minatar" if obs_shape[0] == obs_shape[1] else "nature"
-        if self.kind == "nature":
-            self.layers = nn.Sequential(
-                nn.Conv2d(obs_shape[0], 32, 8, stride=4), nn.ReLU(),
-                nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-                nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
-                nn.Flatten(),
-            )  # fmt: skip
-            self.features, self.hidden = 3136, 512
-        elif self.kind == "minatar":
-            self.layers = nn.Sequential(nn.Conv2d(obs_shape[2], 16, 3, stride=1), nn.ReLU(), nn.Flatten())
-            self.features, self.hidden = 16 * (obs_shape[0] - 2) * (obs_shape[1] - 2), 128
-        else:
-            self.layers = nn.Sequential(nn.Linear(obs_shape[0], 128), nn.ReLU())
-            self.features, self.hidden = 128, 128
-
-    def forward(self, x):
-        if self.kind == "nature":
-            return self.layers(x.float() / 255.0)
-        if self.kind == "minatar":
-            return self.layers(x.permute(0, 3, 1, 2).float())  # channels first, as the convolution expects
-        return self.layers(x.float())
+def make_replay(args: Args, envs, device) -> ReplayBuffer:
+    """The replay memory for `envs`: ALE's frames (each stored once, stacked at sampling) and MinAtar's 0/1 grids as
+    bytes, flat observations as floats. Stops with one line when it would not fit in memory."""
+    shape = envs.single_observation_space.shape
+    try:
+        dtype = torch.float32 if observation_kind(shape) == "flat" else torch.uint8
+        history = shape[0] if is_atari(envs) else 1
+        rb = ReplayBuffer(
+            args.buffer_size,
+            args.num_envs,
+            shape,
+            dtype,
+            history=history,
+            n_step=args.n_step,
+            gamma=args.gamma,
+            device=device,
+            prioritized=args.prioritized,
+            alpha=args.prioritized_replay_alpha,
+            priority_eps=args.prioritized_replay_eps,
+        )
+    except (ValueError, MemoryError) as e:
+        fail(str(e))
+    print(
+        f"replay buffer: {rb.nbytes / 1e9:.3f} GB on {device} ({rb.nbytes / args.buffer_size:.0f} bytes per transition)"
+    )
+    return rb
 
 
-class NoisyLinear(nn.Module):
-    """A linear layer with learned factorised Gaussian noise (Fortunato et al. 2018, §3, Eq. 10-11):
-
-        y = (μ_w + σ_w ⊙ ε_w) x + μ_b + σ_b ⊙ ε_b,   ε_w = f(ε_out) f(ε_in)ᵀ,  ε_b = f(ε_out),  f(x) = sgn(x) √|x|,
-
-    with ε_in ~ N(0, I_p) and ε_out ~ N(0, I_q): p + q Gaussian draws per layer, not p·q + q. At the start μ ~ U[−1/√p,
-    1/√p] and σ = σ₀/√p (§3.3, p the fan-in). The noise stays until `reset_noise`; in eval mode the layer is μ alone,
-    the mean weights."""
-
-    def __init__(self, in_features, out_features, sigma_0=0.5):
-        super().__init__()
-        bound = in_features**-0.5
-        self.weight_mu = nn.Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))
-        self.bias_mu = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
-        self.weight_sigma = nn.Parameter(torch.full((out_features, in_features), sigma_0 * bound))
-        self.bias_sigma = nn.Parameter(torch.full((out_features,), sigma_0 * bound))
-        self.register_buffer("eps_in", torch.zeros(in_features), persistent=False)  # f(ε_in), f(ε_out)
-        self.register_buffer("eps_out", torch.zeros(out_features), persistent=False)
-
-    def reset_noise(self):
-        for eps in (self.eps_in, self.eps_out):
-            eps.normal_()
-            eps.copy_(eps.sign() * eps.abs().sqrt())
-
-    def forward(self, x):
-        """With few rows (acting), the noise's part without the p×q noise matrix: (σ_w ⊙ f(ε_out) f(ε_in)ᵀ) x =
-        f(ε_out) ⊙ σ_w (f(ε_in) ⊙ x), 5.7x faster on one observation in the 3136 -> 512 layer on a CPU. With many
-        (a batch, IQN's τ rows), forming the noisy weights once is faster: 1.9x at 2,048 rows; at 32 the two are even."""
-        if not self.training:
-            return F.linear(x, self.weight_mu, self.bias_mu)
-        bias = self.bias_mu + self.bias_sigma * self.eps_out
-        if x.numel() < 32 * x.shape[-1]:
-            return F.linear(x, self.weight_mu, bias) + self.eps_out * F.linear(x * self.eps_in, self.weight_sigma)
-        return F.linear(x, self.weight_mu + self.weight_sigma * torch.outer(self.eps_out, self.eps_in), bias)
+def free_memory(device) -> Optional[int]:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable"))
+    except (OSError, StopIteration):
+        return None
 
 
-def head_layer(args: Args):
-    """The head's linear layer: nn.Linear, or NoisyLinear with σ₀ under `--noisy`."""
-    return functools.partial(NoisyLinear, sigma_0=args.noisy_sigma0) if args.noisy else nn.Linear
-
-
-def resample_noise(*networks):
-    """A new draw of every NoisyLinear's noise in `networks` (Rainbow: for each action and each gradient step, the
-    online and target nets independently). Nothing happens without `--noisy`."""
-    for module in (m for network in networks for m in network.modules()):
-        if isinstance(module, NoisyLinear):
-            module.reset_noise()
-
-
-class QNetwork(nn.Module):
-    """The torso ψ(x) (Nature CNN, MinAtar CNN or MLP), then a hidden layer and n_atoms logits per action, per stream
-    (noisy layers with `--noisy`)."""
-
-    def __init__(self, envs, args: Args):
-        super().__init__()
-        obs_shape, self.n_actions = envs.single_observation_space.shape, int(envs.single_action_space.n)
-        self.torso = Torso(obs_shape)
-        features, hidden, layer = self.torso.features, self.torso.hidden, head_layer(args)
-        self.n_atoms = args.n_atoms
-        self.register_buffer("atoms", torch.linspace(args.v_min, args.v_max, args.n_atoms))
-        self.head = nn.Sequential(layer(features, hidden), nn.ReLU(), layer(hidden, self.n_actions * self.n_atoms),
-                                  nn.Unflatten(1, (self.n_actions, self.n_atoms)))  # fmt: skip
-        # dueling: the value stream has its own hidden layer, as the advantage stream does (Wang et al. 2016)
-        self.value = nn.Sequential(layer(features, hidden), nn.ReLU(), layer(hidden, self.n_atoms),
-                                   nn.Unflatten(1, (1, self.n_atoms))) if args.dueling else None  # fmt: skip
-
-    def forward(self, x):
-        """Q(s, a) = Σ_i z_i p_i(s, a)"""
-        return (self.logits(x).softmax(-1) * self.atoms).sum(-1)
-
-    def logits(self, x):
-        h = self.torso(x)
-        if self.value is None:
-            return self.head(h)
-        advantages = self.head(h)
-        return self.value(h) + advantages - advantages.mean(1, keepdim=True)
-
-
-def categorical_projection(next_probs, rewards, dones, gamma, atoms):
-    """Projection Φ of the target distribution r + γ(1 − done) z_j onto the fixed support (the paper's Eq. 7):
-
-        (Φ T̂Z)_i = Σ_j [1 − |clip(r + γ(1 − done) z_j, v_min, v_max) − z_i| / Δz]_0^1 p_j
-
-    Each target atom's mass goes to its two neighbours in proportion to closeness: at b = (T̂z_j − v_min)/Δz it
-    gives 1 − (b − l) to z_l and b − l to z_(l+1), l = ⌊b⌋, which is the sum above with its N − 2 zero terms left
-    out (O(N) per sample, not O(N²): 26× faster at 101 atoms on a CPU). Capping l at N − 2 keeps the top atom in
-    range, and it is exact when b is an integer (all the mass to z_b), where floor/ceil code gives it to neither
-    neighbour. `gamma` is a scalar or per sample, [B]."""
-    delta_z = atoms[1] - atoms[0]
-    discount = torch.as_tensor(gamma, dtype=atoms.dtype, device=atoms.device).reshape(-1, 1)
-    tz = (rewards[:, None] + discount * (1 - dones[:, None]) * atoms).clamp(atoms[0], atoms[-1])  # [B, j]
-    b = (tz - atoms[0]) / delta_z
-    lower = b.floor().clamp(max=len(atoms) - 2)
-    upper_share = (b - lower).clamp(0, 1)  # [0, 1] also where rounding puts b a hair past the top atom
-    projected = torch.zeros_like(next_probs)
-    projected.scatter_add_(1, lower.long(), (1 - upper_share) * next_probs)
-    return projected.scatter_add_(1, lower.long() + 1, upper_share * next_probs)
-
-
-def td_loss(q_network, target_network, data: ReplayBatch, double: bool):
-    """Cross-entropy −Σ_i m_i log p_i(s, a) between the prediction and the projected target m = Φ T̂Z(s', a*),
-
-        a* = argmax_a' Q_target(s', a')  (C51),    a* = argmax_a' Q_online(s', a')  (Double),
-
-    with the replay's n-step reward sum R and discount γ^m; the batch's mean, importance-weighted under prioritized
-    replay (`weighted_mean`). Returns the loss, the priorities (each sample's cross-entropy, as Rainbow's, which uses
-    the KL divergence, equal up to the target's entropy, and Dopamine's) and Q(s, a)."""
-    rows = torch.arange(len(data.actions), device=data.rewards.device)  # built on the device: no host copy
+def soft_update(target_network, network, tau):
+    """θ' <- τ θ + (1 − τ) θ' for every parameter; τ = 1 is the hard copy (exact: lerp at weight 1 returns θ)."""
     with torch.no_grad():
-        next_probs = target_network.logits(data.next_obs).softmax(-1)  # [B, A, n_atoms]
-        next_q_target = (next_probs * target_network.atoms).sum(-1)
-        next_actions = (q_network(data.next_obs) if double else next_q_target).argmax(1)
-        next_probs = next_probs[rows, next_actions]
-        target = categorical_projection(next_probs, data.rewards, data.terminated, data.discounts, target_network.atoms)
-    log_probs = q_network.logits(data.obs)[rows, data.actions].log_softmax(-1)
-    losses = -(target * log_probs).sum(-1)
-    return weighted_mean(losses, data.weights), losses.detach(), (log_probs.exp() * q_network.atoms).sum(-1)
-
-
-def linear_schedule(start: float, end: float, duration: float, t: int) -> float:
-    """From `start` at t = 0 to `end` at t = duration, then `end` (ε decays, prioritized replay's β rises)."""
-    return end if t >= duration else start + (end - start) * t / duration
-
-
-def select_actions(q_network, obs: np.ndarray, epsilon) -> np.ndarray:
-    """ε-greedy, from and for the envs' host arrays. The coins are flipped on the host, so a step on which every
-    env explores (most steps while ε is near 1) never runs the network; otherwise the observations go to the
-    network's device and the greedy actions come back, the one read-back per step, which the env needs anyway."""
-    coins, random_actions = np.random.random((2, len(obs)))  # one draw: each env's coin and its random action
-    explore, actions = coins < epsilon, (random_actions * q_network.n_actions).astype(np.int64)
-    if not explore.all():
-        with torch.no_grad():
-            q_values = q_network(torch.as_tensor(obs, device=next(q_network.parameters()).device))
-        actions = np.where(explore, actions, q_values.argmax(1).cpu().numpy())
-    return actions
+        for target_param, param in zip(target_network.parameters(), network.parameters()):
+            target_param.lerp_(param, tau)
 
 
 def seed_everything(seed: int, torch_deterministic: bool):
@@ -654,15 +865,70 @@ def seed_everything(seed: int, torch_deterministic: bool):
     torch.backends.cudnn.deterministic = torch_deterministic
 
 
-def video_frames(envs, obs: np.ndarray):
-    """Each env's picture: what the agent sees on Atari (its newest 84x84 frame) and on MinAtar (the grid, channel c
-    as grey level c), each pixel 4x and 16x; the rendering otherwise."""
-    if is_atari(envs):
-        return obs[:, -1].repeat(4, 1).repeat(4, 2)
-    if obs.ndim == 4:  # MinAtar [N, 10, 10, C]
-        grey = (obs * np.arange(1, obs.shape[-1] + 1)).max(-1) * (255 // obs.shape[-1])
-        return grey.astype(np.uint8).repeat(16, 1).repeat(16, 2)
-    return envs.render()
+def start_logging(args: Args, run_name: str) -> SummaryWriter:
+    """TensorBoard under runs/{run_name}, with the flags as a `hyperparameters` table; with `--track`, W&B first."""
+    if args.track:
+        start_wandb(args, run_name)
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text(
+        "hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items())
+    )
+    return writer
+
+
+def start_wandb(args: Args, run_name: str):
+    """`--track`: a Weights & Biases run that mirrors the TensorBoard logs (CleanRL's flags). It must start before the
+    SummaryWriter, whose writes it patches; wandb is imported only here, so that it stays optional."""
+    try:
+        import wandb
+    except ImportError:
+        fail("--track needs wandb: pip install wandb")
+    wandb.init(
+        project=args.wandb_project_name,
+        entity=args.wandb_entity,
+        name=run_name,
+        config=asdict(args),
+        sync_tensorboard=True,
+        save_code=True,
+    )
+
+
+class Progress:
+    """Training's bookkeeping: each env's running episode return and length, logged when the episode ends, and a
+    progress line every 5 s with the steps, SPS, ETA and the mean return of the last 20 episodes."""
+
+    def __init__(self, args: Args, writer):
+        self.writer, self.total = writer, args.total_timesteps
+        self.returns = np.zeros(args.num_envs)
+        self.lengths = np.zeros(args.num_envs, dtype=int)
+        self.recent_returns = deque(maxlen=20)
+        self.start_time = self.last_print = time.time()
+        self.last_print_step = 0
+
+    def add(self, rewards, ends, global_step):
+        self.returns += rewards
+        self.lengths += 1
+        for i in np.flatnonzero(ends):
+            self.writer.add_scalar("charts/episodic_return", self.returns[i], global_step)
+            self.writer.add_scalar("charts/episodic_length", self.lengths[i], global_step)
+            self.recent_returns.append(self.returns[i])
+            self.returns[i], self.lengths[i] = 0, 0
+
+    def report(self, global_step, epsilon, gradient_steps):
+        if time.time() - self.last_print <= 5 and global_step < self.total:
+            return
+        sps = (global_step - self.last_print_step) / (time.time() - self.last_print)
+        eta = (self.total - global_step) / max(sps, 1e-9)
+        recent = self.recent_returns
+        mean_return = f"{np.mean(recent):.1f}" if recent else "n/a"
+        print(
+            f"step {global_step}/{self.total}  SPS {sps:.0f}  ETA {eta / 60:.1f} min  return {mean_return} "
+            f"(last {len(recent)})  ε {epsilon:.3f}  grad steps {gradient_steps}",
+            flush=True,
+        )
+        self.writer.add_scalar("charts/SPS", sps, global_step)
+        self.writer.add_scalar("charts/epsilon", epsilon, global_step)
+        self.last_print, self.last_print_step = time.time(), global_step
 
 
 def evaluate(q_network, args: Args, video_dir=None) -> list[float]:
@@ -679,7 +945,10 @@ def evaluate(q_network, args: Args, video_dir=None) -> list[float]:
         import imageio
 
         os.makedirs(video_dir, exist_ok=True)
-        writers = [imageio.get_writer(f"{video_dir}/eval-episode-{i}.mp4", fps=30, macro_block_size=2) for i in range(args.eval_episodes)]
+        writers = [
+            imageio.get_writer(f"{video_dir}/eval-episode-{i}.mp4", fps=30, macro_block_size=2)
+            for i in range(args.eval_episodes)
+        ]
     while not finished.all():
         if writers:
             frames = video_frames(envs, obs)
@@ -693,6 +962,38 @@ def evaluate(q_network, args: Args, video_dir=None) -> list[float]:
         w.close()
     envs.close()
     return returns.tolist()
+
+
+def video_frames(envs, obs: np.ndarray):
+    """Each env's picture: what the agent sees on Atari (its newest 84x84 frame) and on MinAtar (the grid, channel c
+    as grey level c), each pixel 4x and 16x; the rendering otherwise."""
+    if is_atari(envs):
+        return obs[:, -1].repeat(4, 1).repeat(4, 2)
+    if obs.ndim == 4:  # MinAtar [N, 10, 10, C]
+        grey = (obs * np.arange(1, obs.shape[-1] + 1)).max(-1) * (255 // obs.shape[-1])
+        return grey.astype(np.uint8).repeat(16, 1).repeat(16, 2)
+    return envs.render()
+
+
+def evaluate_checkpoint(args: Args, device) -> None:
+    """`--eval-checkpoint`: the saved network evaluated with this command line's seed, episodes and ε (videos under
+    videos/eval); the env, the network and the other flags are the checkpoint's."""
+    seed_everything(args.seed, args.torch_deterministic)
+    try:
+        q_network, ckpt_args = load_checkpoint(args.eval_checkpoint, device)
+    except ValueError as e:
+        fail(str(e))
+    ckpt_args.eval_episodes, ckpt_args.eval_epsilon, ckpt_args.seed = args.eval_episodes, args.eval_epsilon, args.seed
+    returns = evaluate(q_network, ckpt_args, "videos/eval" if args.capture_video else None)
+    print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes: {returns}")
+
+
+def final_evaluation(q_network, args: Args, run_name: str, writer) -> None:
+    """`--eval-episodes` games after training, each logged as `eval/episodic_return` (step = the game's index)."""
+    returns = evaluate(q_network, args, f"videos/{run_name}" if args.capture_video else None)
+    for i, episodic_return in enumerate(returns):
+        writer.add_scalar("eval/episodic_return", episodic_return, i)
+    print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes (ε={args.eval_epsilon})")
 
 
 def save_checkpoint(path, q_network, args: Args):
@@ -711,7 +1012,9 @@ def load_checkpoint(path, device):
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # EOFError, UnpicklingError or RuntimeError, depending on the damage
-        raise ValueError(f"{path} is not a readable checkpoint (empty, truncated or another format: {type(e).__name__})") from None
+        raise ValueError(
+            f"{path} is not a readable checkpoint (empty, truncated or another format: {type(e).__name__})"
+        ) from None
     written_by = checkpoint.get("script") if isinstance(checkpoint, dict) else None
     if written_by != script:
         raise ValueError(f"{path} is a checkpoint of {written_by or 'an unknown program'}, not of {script}")
@@ -724,17 +1027,6 @@ def load_checkpoint(path, device):
     except (KeyError, TypeError, RuntimeError) as e:  # written by another version of this script
         raise ValueError(f"{path} does not fit this version of {script}: {str(e).splitlines()[0]}") from None
     return q_network, args
-
-
-def start_wandb(args: Args, run_name: str):
-    """`--track`: a Weights & Biases run that mirrors the TensorBoard logs (CleanRL's flags). It must start before the
-    SummaryWriter, whose writes it patches; wandb is imported only here, so that it stays optional."""
-    try:
-        import wandb
-    except ImportError:
-        fail("--track needs wandb: pip install wandb")
-    wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name, config=asdict(args),
-               sync_tensorboard=True, save_code=True)  # fmt: skip
 
 
 def fail(*lines, code: int = 2):
@@ -772,9 +1064,9 @@ class StopSignal:
 
 
 class LastFinite:
-    """Stops a diverged run. `check` runs at the logging interval, where the losses are read back anyway, so the hot loop
-    gains no host sync: it raises FloatingPointError naming a NaN or infinite loss (or weights), else it keeps a copy of
-    the weights in `networks`, which `--save-model` writes in place of the diverged ones."""
+    """Stops a diverged run. `check` runs at the logging interval, where the losses are read back anyway, so the hot
+    loop gains no host sync: it raises FloatingPointError naming a NaN or infinite loss (or weights), else it keeps a
+    copy of the weights in `networks`, which `--save-model` writes in place of the diverged ones."""
 
     def __init__(self, *networks):
         self.networks = copy.deepcopy(networks)
@@ -783,153 +1075,21 @@ class LastFinite:
         tensors = [*losses.values(), *(p for network in networks for p in network.parameters())]
         if not torch.stack([t.detach().isfinite().all() for t in tensors]).all():
             bad = next((name for name, loss in losses.items() if not loss.isfinite().all()), "the weights")
-            raise FloatingPointError(f"{bad} became NaN or infinite by step {global_step}: training diverged "
-                                     f"(a learning rate too high, rewards or targets out of scale?)")  # fmt: skip
+            raise FloatingPointError(
+                f"{bad} became NaN or infinite by step {global_step}: training diverged "
+                f"(a learning rate too high, rewards or targets out of scale?)"
+            )
         for copied, network in zip(self.networks, networks):
             copied.load_state_dict(network.state_dict())
 
 
-def main(args: Args) -> None:
-    if problems := check_args(resolve_defaults(args)):
-        fail(*problems)
-    torch.set_num_threads(args.threads or default_threads())
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    if args.eval_checkpoint:
-        seed_everything(args.seed, args.torch_deterministic)
-        try:
-            q_network, ckpt_args = load_checkpoint(args.eval_checkpoint, device)
-        except ValueError as e:
-            fail(str(e))
-        ckpt_args.eval_episodes, ckpt_args.eval_epsilon, ckpt_args.seed = args.eval_episodes, args.eval_epsilon, args.seed
-        returns = evaluate(q_network, ckpt_args, "videos/eval" if args.capture_video else None)
-        print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes: {returns}")
-        return
-    try:
-        envs = make_env(args.env_id, args.num_envs)
-    except (ValueError, ImportError, gym.error.Error) as e:
-        fail(str(e))
-    # CleanRL's name, plus a random suffix: two runs started in the same second never share a folder
-    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}__{os.urandom(3).hex()}"
-
-    seed_everything(args.seed, args.torch_deterministic)
-
-    atari = is_atari(envs)
-    obs_space = envs.single_observation_space
-    try:
-        rb = ReplayBuffer(  # ALE's frames and MinAtar's 0/1 grids as bytes, flat observations as floats
-            args.buffer_size, args.num_envs, obs_space.shape, torch.float32 if len(obs_space.shape) == 1 else torch.uint8,
-            obs_space.shape[0] if atari else 0, args.n_step, args.gamma, device,
-            args.prioritized_replay_alpha if args.prioritized else None, args.prioritized_replay_eps,
-        )  # fmt: skip
-    except (ValueError, MemoryError) as e:
-        fail(str(e))
-    print(f"replay buffer: {rb.nbytes / 1e9:.3f} GB on {device} ({rb.nbytes / args.buffer_size:.0f} bytes per transition)")
-
-    # channels last: the CPU's convolution kernels (oneDNN) run the Nature CNN's update 1.1x faster in that layout
-    layout = torch.channels_last if device.type == "cpu" else torch.preserve_format
-    q_network = QNetwork(envs, args).to(device, memory_format=layout)
-    # fused: one kernel for all parameters, the same update (the default loops over them: 8x slower on a CPU)
-    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, eps=args.adam_eps, fused=True)
-    target_network = QNetwork(envs, args).to(device, memory_format=layout)
-    target_network.load_state_dict(q_network.state_dict())
-    last_finite = LastFinite(q_network)
-
-    if args.track:
-        start_wandb(args, run_name)
-    writer = SummaryWriter(f"runs/{run_name}")
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
-    model_path = f"runs/{run_name}/{args.exp_name}.pt"
-
-    obs, infos = envs.reset(seed=args.seed)
-    lives = infos.get("lives")
-    episode_returns, episode_lengths = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=int)
-    recent_returns = deque(maxlen=20)
-    global_step, gradient_steps = 0, 0
-    start_time = last_print = time.time()
-    last_print_step, failure, stop = 0, None, StopSignal()
-    try:
-        while global_step < args.total_timesteps and not stop.code:
-            epsilon = linear_schedule(args.start_e, args.end_e, args.exploration_fraction * args.total_timesteps, global_step)
-            resample_noise(q_network)  # NoisyNet: new noise for every action
-            actions = select_actions(q_network, obs, epsilon)
-            next_obs, rewards, terminations, truncations, infos = envs.step(actions)
-            global_step += args.num_envs
-
-            ends = terminations | truncations
-            real_next_obs = next_obs
-            if ends.any():  # the env already reset these; their true last observations are in `final_obs`
-                real_next_obs = next_obs.copy()
-                real_next_obs[ends] = np.stack(infos["final_obs"][ends])
-            terminated = terminations
-            if atari and args.terminal_on_life_loss:  # a life lost ends bootstrapping; the game goes on
-                terminated = terminations | ((infos["lives"] < lives) & ~ends)
-                lives = infos["lives"]
-            clipped_rewards = np.clip(rewards, -1, 1) if atari else rewards  # Nature: clip to [-1, 1] for training
-            rb.add(obs, actions, clipped_rewards, terminated, ends, real_next_obs)
-            obs = next_obs
-
-            episode_returns += rewards
-            episode_lengths += 1
-            for i in np.flatnonzero(ends):
-                writer.add_scalar("charts/episodic_return", episode_returns[i], global_step)
-                writer.add_scalar("charts/episodic_length", episode_lengths[i], global_step)
-                recent_returns.append(episode_returns[i])
-                episode_returns[i], episode_lengths[i] = 0, 0
-
-            # one gradient step per `train_frequency` transitions, whatever num_envs is
-            while global_step > args.learning_starts and gradient_steps * args.train_frequency < global_step - args.learning_starts:
-                beta = linear_schedule(args.prioritized_replay_beta, args.prioritized_replay_beta_end, args.total_timesteps, global_step)
-                data = rb.sample(args.batch_size, beta)
-                resample_noise(q_network, target_network)  # and for every gradient step, the target net its own
-                loss, priorities, q_taken = td_loss(q_network, target_network, data, args.double)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                if args.prioritized:
-                    rb.update_priorities(data.indices, priorities)
-                gradient_steps += 1
-                if gradient_steps % 100 == 0:  # the loss is read back here anyway: stop if it diverged
-                    last_finite.check(global_step, q_network, loss=loss)
-                    writer.add_scalar("losses/loss", loss, global_step)
-                    writer.add_scalar("losses/q_values", q_taken.mean(), global_step)
-            # target update when this step crossed a multiple of target_network_frequency
-            if global_step > args.learning_starts and global_step % args.target_network_frequency < args.num_envs:
-                for target_param, param in zip(target_network.parameters(), q_network.parameters()):  # τ = 1: exact copy
-                    target_param.data.lerp_(param.data, args.tau)
-            if args.checkpoint_frequency and global_step % args.checkpoint_frequency < args.num_envs:
-                save_checkpoint(model_path, q_network, args)
-
-            if time.time() - last_print > 5 or global_step >= args.total_timesteps:
-                sps = (global_step - last_print_step) / (time.time() - last_print)
-                eta = (args.total_timesteps - global_step) / max(sps, 1e-9)
-                mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
-                print(f"step {global_step}/{args.total_timesteps}  SPS {sps:.0f}  ETA {eta / 60:.1f} min  return {mean_return} "
-                      f"(last {len(recent_returns)})  ε {epsilon:.3f}  grad steps {gradient_steps}", flush=True)  # fmt: skip
-                writer.add_scalar("charts/SPS", sps, global_step)
-                writer.add_scalar("charts/epsilon", epsilon, global_step)
-                last_print, last_print_step = time.time(), global_step
-    except FloatingPointError as e:
-        failure = e
-    finally:
-        stop.restore()
-        envs.close()
-        if args.save_model:
-            save_checkpoint(model_path, *(last_finite.networks if failure else (q_network,)), args)
-            print(f"model saved to {model_path}" + (" (the last finite weights)" if failure else ""))
-        writer.flush()
+def exit_if_ended_early(failure, stop, global_step: int) -> None:
+    """After the checkpoint is written: exit 1 for a diverged run, 128 + the signal's number for a stopped one."""
     if failure:
         fail(str(failure), code=1)
     if stop.code:
         print(f"stopped by {signal.Signals(stop.code - 128).name} at step {global_step}")
         raise SystemExit(stop.code)
-
-    if args.eval_episodes > 0:
-        returns = evaluate(q_network, args, f"videos/{run_name}" if args.capture_video else None)
-        for i, episodic_return in enumerate(returns):
-            writer.add_scalar("eval/episodic_return", episodic_return, i)
-        print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes (ε={args.eval_epsilon})")
-    print(f"total time {time.time() - start_time:.0f} s, {global_step} steps, {gradient_steps} gradient steps")
-    writer.close()
 
 
 if __name__ == "__main__":

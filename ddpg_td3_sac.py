@@ -18,7 +18,7 @@ import socket
 import sys
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Literal, NamedTuple, Optional
 
 import gymnasium as gym
@@ -32,6 +32,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 @dataclass
 class Args:
+    # Experiment: seeding, logging, checkpoints, evaluation and datasets
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment"""
     seed: int = 1
@@ -53,16 +54,16 @@ class Args:
     eval_episodes: int = 10
     """deterministic episodes of each evaluation (0 skips the final one; the TD3 paper averages 10)"""
     eval_frequency: int = 0
-    """also evaluate every this many transitions, logged as `eval/mean_return` against steps, the learning curve (0: only
-    the final evaluation; the TD3 paper evaluated every 5000)"""
+    """also evaluate every this many transitions, logged as `eval/mean_return` against steps, the learning curve (0:
+    only the final evaluation; the TD3 paper evaluated every 5000)"""
     eval_checkpoint: Optional[str] = None
     """evaluate this saved checkpoint instead of training"""
     checkpoint_frequency: int = 0
     """with `--save-model`, also write the checkpoint every this many transitions (0: only at the end), so that a killed
     run loses at most that many"""
     threads: Optional[int] = None
-    """torch's CPU threads; None: `OMP_NUM_THREADS` when it is set, else the CPUs this process may run on. Runs that share
-    a machine should each get their share: two threads on a core another process also used ran 2.5-3.5x slower (docs/performance.md)"""
+    """torch's CPU threads; None: `OMP_NUM_THREADS` when it is set, else the CPUs this process may run on. Runs that
+    share a machine should each get their share (docs/operations.md)"""
     save_dataset: Optional[str] = None
     """write every finished training episode as a local Minari dataset with this id (e.g. `hopper/td3-replay-v0`); with
     `--eval-checkpoint`, the evaluation's episodes instead"""
@@ -71,11 +72,13 @@ class Args:
     `ref_max_score` (Minari then measures `ref_min_score` from 100 episodes of random actions); e.g. 3234.3, D4RL's SAC
     expert on Hopper. None: the dataset has no reference scores"""
 
+    # Environment
     env_id: str = "HalfCheetah-v5"
     """any gymnasium id with a Box action space and a flat Box observation (MuJoCo by default)"""
     num_envs: int = 1
     """parallel environments (the papers' protocol is 1)"""
 
+    # Training
     algo: Literal["ddpg", "td3", "sac"] = "sac"
     """which algorithm"""
     total_timesteps: int = 1_000_000
@@ -97,6 +100,8 @@ class Args:
     10k), 5k for SAC (CleanRL)"""
     policy_frequency: Optional[int] = None
     """critic updates per actor (and target) update; None: 1 for DDPG and SAC (their papers), 2 for TD3 (its paper)"""
+
+    # Exploration and the algorithms' own settings
     exploration_noise: float = 0.1
     """DDPG/TD3: std of the Gaussian action noise, in units of the action range's half-width (the TD3 paper)"""
     policy_noise: float = 0.2
@@ -108,6 +113,281 @@ class Args:
     autotune: bool = True
     """SAC: learn α to keep the policy's entropy near target_entropy = −|A| (the SAC paper, v2), starting from α = 1
     (log α = 0, as CleanRL and the authors' softlearning code)"""
+
+
+class QNetwork(nn.Module):
+    """Critic Q(s, a): a 256×256 ReLU MLP on the concatenated state and action (the SAC paper's and CleanRL's; the
+    DDPG and TD3 papers used 400×300)."""
+
+    def __init__(self, envs):
+        super().__init__()
+        obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+        self.net = nn.Sequential(
+            nn.Linear(obs_dim + action_dim, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 1)
+        )
+
+    def forward(self, obs, actions):
+        return self.net(torch.cat([obs, actions], 1)).squeeze(1)
+
+
+LOG_STD_MIN, LOG_STD_MAX = (
+    -5.0,
+    2.0,
+)  # SAC's log σ range (CleanRL, after Yarats's pytorch_sac; softlearning uses −20, 2)
+
+
+class Actor(nn.Module):
+    """A 256×256 ReLU MLP to the action. Deterministic for DDPG/TD3: a = scale · tanh(μ(s)) + bias. Stochastic for
+    SAC: it adds a log σ(s) head and samples a tanh-squashed Gaussian; its deterministic action is the same
+    scale · tanh(μ(s)) + bias. `scale` and `bias` map [−1, 1] onto the env's bounds."""
+
+    def __init__(self, envs, stochastic: bool):
+        super().__init__()
+        obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+        self.trunk = nn.Sequential(nn.Linear(obs_dim, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU())
+        self.mean = nn.Linear(256, action_dim)
+        self.log_std = nn.Linear(256, action_dim) if stochastic else None
+        low, high = envs.single_action_space.low, envs.single_action_space.high
+        self.register_buffer("action_scale", torch.as_tensor((high - low) / 2, dtype=torch.float32))
+        self.register_buffer("action_bias", torch.as_tensor((high + low) / 2, dtype=torch.float32))
+
+    def forward(self, obs):
+        """The deterministic action."""
+        return self.action_scale * torch.tanh(self.mean(self.trunk(obs))) + self.action_bias
+
+    def clip(self, actions):
+        """Clip actions to the env's bounds, bias ± scale."""
+        return actions.clamp(self.action_bias - self.action_scale, self.action_bias + self.action_scale)
+
+    def sample(self, obs):
+        """SAC: a = scale · tanh(u) + bias, u ~ N(μ(s), σ(s)²), reparameterised, with its log-density by the change of
+        variables (the SAC paper's Appendix C):  log π(a|s) = Σ_k [log N(u_k; μ_k, σ_k) − log(scale_k (1 − tanh²
+        u_k))]."""
+        h = self.trunk(obs)
+        mean, log_std = self.mean(h), self.log_std(h).clamp(LOG_STD_MIN, LOG_STD_MAX)
+        noise = torch.randn_like(mean)
+        u = mean + log_std.exp() * noise  # reparameterised
+        # the Gaussian's log-density in closed form (torch.distributions would validate: a host sync on CUDA)
+        log_normal = -0.5 * noise**2 - log_std - 0.5 * np.log(2 * np.pi)
+        # log(1 − tanh² u) = 2 (log 2 − u − softplus(−2u)), stable where tanh saturates
+        log_det = torch.log(self.action_scale) + 2 * (np.log(2) - u - F.softplus(-2 * u))
+        log_prob = (log_normal - log_det).sum(1)
+        return self.action_scale * torch.tanh(u) + self.action_bias, log_prob
+
+
+def explore(args: Args, actor, obs):
+    """The behaviour policy, once learning has started.
+    DDPG, TD3: a = clip(μ(s) + ε, low, high), ε ~ N(0, (exploration_noise · scale)²) (the TD3 paper's Gaussian noise;
+               DDPG used Ornstein-Uhlenbeck noise).
+    SAC:       a ~ π(·|s), the policy's own tanh-Gaussian."""
+    with torch.no_grad():
+        if args.algo == "sac":
+            return actor.sample(obs)[0]
+        noise = torch.randn_like(actor.action_bias.expand(len(obs), -1)) * args.exploration_noise * actor.action_scale
+        return actor.clip(actor(obs) + noise)
+
+
+def act(args: Args, envs, actor, obs, global_step):
+    """Uniformly random actions until `learning_starts` (all three papers fill the buffer so), then `explore`; as a
+    device tensor and as the env's host array."""
+    if global_step < args.learning_starts:
+        actions_np = np.stack([envs.single_action_space.sample() for _ in range(args.num_envs)])
+        return torch.as_tensor(actions_np, device=obs.device), actions_np
+    actions = explore(args, actor, obs)
+    return actions, actions.cpu().numpy()
+
+
+def next_state_value(args: Args, actor, actor_target, qf_targets, next_obs, alpha):
+    """V(s') in the critic's target y = r + γ (1 − terminated) V(s'), without gradient.
+    DDPG: V(s') = Q'(s', μ'(s'))                                                   (one critic, target actor)
+    TD3:  V(s') = min_i Q'_i(s', ã),  ã = clip(μ'(s') + clip(ε, −c, c), low, high),  ε ~ N(0, σ̃²)
+                                          (clipped double-Q and target-policy smoothing; σ̃, c in units of scale)
+    SAC:  V(s') = min_i Q'_i(s', ã) − α log π(ã|s'),  ã ~ π(·|s')                   (soft value, current policy)"""
+    with torch.no_grad():
+        if args.algo == "ddpg":
+            return qf_targets[0](next_obs, actor_target(next_obs))
+        if args.algo == "td3":
+            scale = actor_target.action_scale
+            noise = (torch.randn_like(scale.expand(len(next_obs), -1)) * args.policy_noise).clamp(
+                -args.noise_clip, args.noise_clip
+            )
+            next_actions = actor_target.clip(actor_target(next_obs) + noise * scale)
+            return torch.min(*[qf(next_obs, next_actions) for qf in qf_targets])
+        next_actions, next_log_prob = actor.sample(next_obs)
+        return torch.min(*[qf(next_obs, next_actions) for qf in qf_targets]) - alpha * next_log_prob
+
+
+def critic_loss(args: Args, qfs, data: "ReplayBatch", next_value):
+    """Σ_i mean (Q_i(s, a) − y)², y = r + γ (1 − terminated) V(s'); returns it, each critic's term and Q_1(s, a) (for
+    logging)."""
+    target = data.rewards + args.gamma * (1 - data.terminated) * next_value
+    q_values = [qf(data.obs, data.actions) for qf in qfs]
+    losses = [F.mse_loss(q, target) for q in q_values]
+    return sum(losses), losses, q_values[0]
+
+
+def actor_loss(args: Args, actor, qfs, obs, alpha):
+    """DDPG, TD3: −mean Q_1(s, μ(s))                       (the deterministic policy gradient; TD3 uses Q_1 only)
+    SAC:       mean [α log π(ã|s) − min_i Q_i(s, ã)],  ã ~ π(·|s) reparameterised.
+    Returns the loss and log π(ã|s) (SAC; None otherwise) for the temperature."""
+    if args.algo in ("ddpg", "td3"):
+        return -qfs[0](obs, actor(obs)).mean(), None
+    actions, log_prob = actor.sample(obs)
+    return (alpha * log_prob - torch.min(*[qf(obs, actions) for qf in qfs])).mean(), log_prob
+
+
+def alpha_loss(log_alpha, log_prob, target_entropy):
+    """SAC's temperature objective J(α) = E[−α (log π(ã|s) + H̄)], H̄ = −|A| (the SAC paper, v2, Eq. 18): α grows
+    when the policy's entropy −log π falls below H̄ and shrinks when it rises above. α = exp(log α) stays positive."""
+    return -(log_alpha.exp() * (log_prob.detach() + target_entropy)).mean()
+
+
+def make_temperature(args: Args, action_dim: int, device):
+    """SAC's temperature α = exp(log α), learned with `--autotune` (by its own Adam at the critics' rate, as CleanRL)
+    toward the entropy target H̄ = −|A|, else fixed at `--alpha`. Returns log α, its optimiser (None when fixed) and
+    H̄. DDPG and TD3 do not use it."""
+    log_alpha = torch.tensor(0.0 if args.autotune else float(np.log(args.alpha)), device=device)
+    log_alpha.requires_grad_(args.autotune)
+    autotune = args.algo == "sac" and args.autotune
+    return log_alpha, torch.optim.Adam([log_alpha], lr=args.q_lr) if autotune else None, -float(action_dim)
+
+
+def update_critics(args: Args, data, actor, actor_target, qfs, qf_targets, q_optimizer, log_alpha):
+    """One gradient step of the critics toward the algorithm's target (`next_state_value`, `critic_loss`); returns the
+    loss, each critic's term and the Q-values of the batch's actions, for logging."""
+    next_value = next_state_value(args, actor, actor_target, qf_targets, data.next_obs, log_alpha.detach().exp())
+    qf_loss, qf_losses, q_taken = critic_loss(args, qfs, data, next_value)
+    q_optimizer.zero_grad()
+    qf_loss.backward()
+    q_optimizer.step()
+    return qf_loss.detach(), [loss.detach() for loss in qf_losses], q_taken.detach()
+
+
+def update_actor(args: Args, data, actor, qfs, actor_optimizer, log_alpha, alpha_optimizer, target_entropy):
+    """One gradient step of the actor (`actor_loss`) and, for SAC with `--autotune`, of the temperature
+    (`alpha_loss`); returns the actor's loss, for logging."""
+    policy_loss, log_prob = actor_loss(args, actor, qfs, data.obs, log_alpha.detach().exp())
+    actor_optimizer.zero_grad()
+    policy_loss.backward()
+    actor_optimizer.step()
+    if alpha_optimizer is not None:
+        temperature_loss = alpha_loss(log_alpha, log_prob, target_entropy)
+        alpha_optimizer.zero_grad()
+        temperature_loss.backward()
+        alpha_optimizer.step()
+    return policy_loss.detach()
+
+
+def main(args: Args) -> None:
+    if problems := check_args(resolve_defaults(args)):
+        fail(*problems)
+    torch.set_num_threads(args.threads or default_threads())
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    check_dataset_id(args.save_dataset)
+    if args.eval_checkpoint:
+        return evaluate_checkpoint(args, device)
+    try:
+        envs = make_env(args.env_id, args.num_envs)
+    except (ValueError, ImportError, gym.error.Error) as e:
+        fail(str(e))
+    # CleanRL's name, plus a random suffix: two runs started in the same second never share a folder
+    run_name = (
+        f"{args.env_id.replace('/', '-')}__{args.exp_name}-{args.algo}__{args.seed}__{int(time.time())}"
+        f"__{os.urandom(3).hex()}"
+    )
+    seed_everything(args.seed, args.torch_deterministic)
+    obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+    try:
+        rb = ReplayBuffer(args.buffer_size, obs_dim, action_dim, device)
+    except MemoryError as e:
+        fail(str(e))
+    print(f"{args.algo}: replay buffer {rb.nbytes / 1e9:.3f} GB on {device}")
+
+    actor = Actor(envs, stochastic=args.algo == "sac").to(device)
+    qfs = nn.ModuleList(QNetwork(envs) for _ in range(1 if args.algo == "ddpg" else 2)).to(device)  # TD3, SAC: twins
+    qf_targets = nn.ModuleList(QNetwork(envs) for _ in qfs).to(device)
+    qf_targets.load_state_dict(qfs.state_dict())
+    actor_target = copy.deepcopy(actor) if args.algo != "sac" else None  # SAC bootstraps from its current policy
+    q_optimizer = torch.optim.Adam(qfs.parameters(), lr=args.q_lr)
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate)
+    log_alpha, alpha_optimizer, target_entropy = make_temperature(args, action_dim, device)
+    last_finite = LastFinite(actor, qfs)
+    writer = start_logging(args, run_name)
+    model_path = f"runs/{run_name}/{args.exp_name}.pt"
+    progress = Progress(args, writer)
+    obs_np, _ = envs.reset(seed=args.seed)
+    envs.single_action_space.seed(args.seed)
+    obs = torch.as_tensor(obs_np, device=device, dtype=torch.float32)
+    recorder = EpisodeRecorder().begin(obs_np) if args.save_dataset else None
+    global_step, gradient_steps = 0, 0
+    policy_loss = torch.zeros((), device=device)  # logged before the first actor update when policy_frequency > 1
+    failure, stop = None, StopSignal()
+    try:
+        while global_step < args.total_timesteps and not stop.code:
+            actions, actions_np = act(args, envs, actor, obs, global_step)
+            next_obs_np, rewards, terminations, truncations, infos = envs.step(actions_np)
+            global_step += args.num_envs
+            ends = terminations | truncations
+            real_next_obs_np = true_next_obs(next_obs_np, ends, infos)
+            # one host-to-device copy per step: next obs, true next obs, reward, terminated
+            step_data = np.concatenate([next_obs_np, real_next_obs_np, rewards[:, None], terminations[:, None]], 1)
+            step_data = torch.as_tensor(step_data, device=device, dtype=torch.float32)
+            next_obs, real_next_obs = step_data[:, :obs_dim], step_data[:, obs_dim : 2 * obs_dim]
+            rb.add(obs, actions, step_data[:, 2 * obs_dim], step_data[:, 2 * obs_dim + 1], real_next_obs)
+            obs = next_obs
+            if recorder:
+                recorder.add(actions_np, rewards, terminations, truncations, real_next_obs_np, next_obs_np)
+            progress.add(rewards, ends, global_step)
+
+            # learn: one gradient step per transition after `learning_starts`, whatever num_envs is
+            updates_due = max(0, global_step - args.learning_starts)
+            while gradient_steps < updates_due:
+                data = rb.sample(args.batch_size)
+                qf_loss, qf_losses, q_taken = update_critics(
+                    args, data, actor, actor_target, qfs, qf_targets, q_optimizer, log_alpha
+                )
+                gradient_steps += 1
+                if gradient_steps % args.policy_frequency == 0:  # TD3's delayed policy (and target) updates
+                    policy_loss = update_actor(
+                        args, data, actor, qfs, actor_optimizer, log_alpha, alpha_optimizer, target_entropy
+                    )
+                    soft_update(qf_targets, qfs, args.tau)
+                    if args.algo != "sac":
+                        soft_update(actor_target, actor, args.tau)
+                if gradient_steps % 100 == 0:  # the losses are read back here anyway: stop if they diverged
+                    last_finite.check(global_step, actor, qfs, qf_loss=qf_loss, actor_loss=policy_loss)
+                    for i, loss in enumerate(qf_losses):
+                        writer.add_scalar(f"losses/qf{i + 1}_loss", loss, global_step)
+                    writer.add_scalar("losses/q_values", q_taken.mean(), global_step)
+                    writer.add_scalar("losses/actor_loss", policy_loss, global_step)
+                    writer.add_scalar("losses/alpha", log_alpha.exp(), global_step)
+            if args.checkpoint_frequency and global_step % args.checkpoint_frequency < args.num_envs:
+                save_checkpoint(model_path, actor, qfs, args)
+            # the learning curve; the final evaluation (after the loop) is its last point
+            at_eval = args.eval_frequency and global_step % args.eval_frequency < args.num_envs
+            if at_eval and global_step < args.total_timesteps:
+                progress.last_eval = np.mean(evaluate(actor, args, device))
+                writer.add_scalar("eval/mean_return", progress.last_eval, global_step)
+            progress.report(global_step, gradient_steps)
+    except FloatingPointError as e:
+        failure = e
+    finally:
+        stop.restore()
+        envs.close()
+        if args.save_model:
+            save_checkpoint(model_path, *(last_finite.networks if failure else (actor, qfs)), args)
+            print(f"model saved to {model_path}" + (" (the last finite weights)" if failure else ""))
+        if recorder:
+            failure = failure or write_dataset(
+                recorder, args, args.env_id, args.algo, "every finished training episode"
+            )
+        writer.flush()
+    exit_if_ended_early(failure, stop, global_step)
+
+    if args.eval_episodes > 0:
+        final_evaluation(actor, args, device, run_name, writer, global_step)
+    print(f"total time {time.time() - progress.start_time:.0f} s, {global_step} steps, {gradient_steps} gradient steps")
+    writer.close()
 
 
 def check_args(args: Args) -> list[str]:
@@ -128,28 +408,44 @@ def check_args(args: Args) -> list[str]:
         ("policy_noise", args.policy_noise >= 0, "≥ 0"),
         ("noise_clip", args.noise_clip >= 0, "≥ 0"),
         ("alpha", 0 < args.alpha < float("inf"), "> 0 and finite"),
-        ("eval_episodes", args.eval_episodes >= (1 if args.eval_checkpoint or args.eval_frequency > 0 else 0),
-         "≥ 1 with --eval-checkpoint or --eval-frequency, else ≥ 0"),
+        (
+            "eval_episodes",
+            args.eval_episodes >= (1 if args.eval_checkpoint or args.eval_frequency > 0 else 0),
+            "≥ 1 with --eval-checkpoint or --eval-frequency, else ≥ 0",
+        ),
         ("eval_frequency", args.eval_frequency >= 0, "≥ 0"),
-        ("checkpoint_frequency", args.checkpoint_frequency == 0 or (args.checkpoint_frequency > 0 and args.save_model),
-         "≥ 0, and > 0 only with --save-model"),
+        (
+            "checkpoint_frequency",
+            args.checkpoint_frequency == 0 or (args.checkpoint_frequency > 0 and args.save_model),
+            "≥ 0, and > 0 only with --save-model",
+        ),
         ("threads", args.threads is None or args.threads >= 1, "≥ 1"),
-    ]  # fmt: skip
+    ]
     if args.learning_starts is not None and args.learning_starts >= args.total_timesteps and not args.eval_checkpoint:
-        print(f"warning: --learning-starts {args.learning_starts} ≥ --total-timesteps {args.total_timesteps}: no gradient step "
-              f"will be taken", file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: --learning-starts {args.learning_starts} ≥ --total-timesteps {args.total_timesteps}: "
+            f"no gradient step will be taken",
+            file=sys.stderr,
+        )
     return [f"--{name.replace('_', '-')} {getattr(args, name)}: must be {rule}" for name, ok, rule in rules if not ok]
 
 
+# ======================================================================================================================
+# Machinery: skip it on a first reading. Defaults, environments, the device-resident replay, evaluation, checkpoints,
+# Minari datasets, logging and run control.
+# ======================================================================================================================
+
+
 def resolve_defaults(args: Args) -> Args:
-    """Fill the per-algorithm defaults left as None (see each field's docstring)."""
+    """Fills the per-algorithm defaults left as None (see each field's docstring)."""
     ddpg_or_td3 = args.algo in ("ddpg", "td3")
-    return replace(
-        args,
-        q_lr=args.q_lr if args.q_lr is not None else (args.learning_rate if ddpg_or_td3 else 1e-3),
-        learning_starts=args.learning_starts if args.learning_starts is not None else (25_000 if ddpg_or_td3 else 5_000),
-        policy_frequency=args.policy_frequency if args.policy_frequency is not None else (2 if args.algo == "td3" else 1),
-    )
+    if args.q_lr is None:
+        args.q_lr = args.learning_rate if ddpg_or_td3 else 1e-3
+    if args.learning_starts is None:
+        args.learning_starts = 25_000 if ddpg_or_td3 else 5_000
+    if args.policy_frequency is None:
+        args.policy_frequency = 2 if args.algo == "td3" else 1
+    return args
 
 
 def make_env(env_id: str, num_envs: int, render: bool = False) -> gym.vector.VectorEnv:
@@ -157,13 +453,18 @@ def make_env(env_id: str, num_envs: int, render: bool = False) -> gym.vector.Vec
     `info["final_obs"]`. Raises ValueError on an id or space this script cannot train on."""
     gym.spec(env_id)  # raises gym.error.Error on an unknown id
     envs = gym.make_vec(
-        env_id, num_envs, vectorization_mode="sync", render_mode="rgb_array" if render else None,
+        env_id,
+        num_envs,
+        vectorization_mode="sync",
+        render_mode="rgb_array" if render else None,
         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
-    )  # fmt: skip
+    )
     action_space, obs_space = envs.single_action_space, envs.single_observation_space
     if not isinstance(action_space, gym.spaces.Box):
         envs.close()
-        raise ValueError(f"{env_id} has action space {action_space}; DDPG, TD3 and SAC need a continuous (Box) action space")
+        raise ValueError(
+            f"{env_id} has action space {action_space}; DDPG, TD3 and SAC need a continuous (Box) action space"
+        )
     if not np.all(np.isfinite(action_space.low) & np.isfinite(action_space.high)):
         envs.close()
         raise ValueError(f"{env_id} has unbounded actions {action_space}; the actor's tanh needs finite bounds")
@@ -171,6 +472,16 @@ def make_env(env_id: str, num_envs: int, render: bool = False) -> gym.vector.Vec
         envs.close()
         raise ValueError(f"{env_id} has observation space {obs_space}; this script needs a flat Box observation")
     return envs
+
+
+def true_next_obs(next_obs, ends, infos):
+    """The observation each env's step reached: where an episode ended (`ends`), the env has already reset, and its
+    last observation is in `final_obs` (a truncated episode still bootstraps from it)."""
+    if not ends.any():
+        return next_obs
+    real_next_obs = next_obs.copy()
+    real_next_obs[ends] = np.stack(infos["final_obs"][ends])
+    return real_next_obs
 
 
 def free_memory(device) -> Optional[int]:
@@ -200,8 +511,10 @@ class ReplayBuffer:
         self.nbytes = buffer_size * 4 * (2 * obs_dim + action_dim + 2)
         free = free_memory(device)
         if free is not None and self.nbytes > free:
-            raise MemoryError(f"a replay buffer of {buffer_size} transitions needs {self.nbytes / 1e9:.2f} GB, "
-                              f"but {device} has {free / 1e9:.2f} GB free; lower --buffer-size")  # fmt: skip
+            raise MemoryError(
+                f"a replay buffer of {buffer_size} transitions needs {self.nbytes / 1e9:.2f} GB, "
+                f"but {device} has {free / 1e9:.2f} GB free; lower --buffer-size"
+            )
         self.obs = torch.zeros(buffer_size, obs_dim, device=device)
         self.next_obs = torch.zeros(buffer_size, obs_dim, device=device)
         self.actions = torch.zeros(buffer_size, action_dim, device=device)
@@ -218,119 +531,15 @@ class ReplayBuffer:
 
     def sample(self, batch_size) -> ReplayBatch:
         idx = torch.randint(self.count, (batch_size,), device=self.device)
-        return ReplayBatch(self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminated[idx])
+        return ReplayBatch(
+            self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminated[idx]
+        )
 
 
-class QNetwork(nn.Module):
-    """Critic Q(s, a): a 256×256 ReLU MLP on the concatenated state and action (all three papers' MuJoCo nets)."""
-
-    def __init__(self, envs):
-        super().__init__()
-        obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
-        self.net = nn.Sequential(nn.Linear(obs_dim + action_dim, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 1))
-
-    def forward(self, obs, actions):
-        return self.net(torch.cat([obs, actions], 1)).squeeze(1)
-
-
-LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # SAC's log σ range (CleanRL, after Yarats's pytorch_sac; softlearning uses −20, 2)
-
-
-class Actor(nn.Module):
-    """A 256×256 ReLU MLP to the action. Deterministic for DDPG/TD3: a = scale · tanh(μ(s)) + bias. Stochastic for
-    SAC: it adds a log σ(s) head and samples a tanh-squashed Gaussian; its deterministic action is the same
-    scale · tanh(μ(s)) + bias. `scale` and `bias` map [−1, 1] onto the env's bounds."""
-
-    def __init__(self, envs, stochastic: bool):
-        super().__init__()
-        obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
-        self.trunk = nn.Sequential(nn.Linear(obs_dim, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU())
-        self.mean = nn.Linear(256, action_dim)
-        self.log_std = nn.Linear(256, action_dim) if stochastic else None
-        low, high = envs.single_action_space.low, envs.single_action_space.high
-        self.register_buffer("action_scale", torch.as_tensor((high - low) / 2, dtype=torch.float32))
-        self.register_buffer("action_bias", torch.as_tensor((high + low) / 2, dtype=torch.float32))
-
-    def forward(self, obs):
-        """The deterministic action."""
-        return self.action_scale * torch.tanh(self.mean(self.trunk(obs))) + self.action_bias
-
-    def clip(self, actions):
-        """Clip actions to the env's bounds, bias ± scale."""
-        return actions.clamp(self.action_bias - self.action_scale, self.action_bias + self.action_scale)
-
-    def sample(self, obs):
-        """SAC: a = scale · tanh(u) + bias, u ~ N(μ(s), σ(s)²), reparameterised, with its log-density by the change of
-        variables (the SAC paper's Appendix C):  log π(a|s) = Σ_k [log N(u_k; μ_k, σ_k) − log(scale_k (1 − tanh² u_k))]."""
-        h = self.trunk(obs)
-        mean, log_std = self.mean(h), self.log_std(h).clamp(LOG_STD_MIN, LOG_STD_MAX)
-        noise = torch.randn_like(mean)
-        u = mean + log_std.exp() * noise  # reparameterised
-        # the Gaussian's log-density in closed form (torch.distributions would validate: a host sync on CUDA)
-        log_normal = -0.5 * noise**2 - log_std - 0.5 * np.log(2 * np.pi)
-        # log(1 − tanh² u) = 2 (log 2 − u − softplus(−2u)), stable where tanh saturates
-        log_det = torch.log(self.action_scale) + 2 * (np.log(2) - u - F.softplus(-2 * u))
-        log_prob = (log_normal - log_det).sum(1)
-        return self.action_scale * torch.tanh(u) + self.action_bias, log_prob
-
-
-def explore(args: Args, actor, obs):
-    """The behaviour policy, once learning has started.
-    DDPG, TD3: a = clip(μ(s) + ε, low, high), ε ~ N(0, (exploration_noise · scale)²) (the TD3 paper's Gaussian noise;
-               DDPG used Ornstein-Uhlenbeck noise).
-    SAC:       a ~ π(·|s), the policy's own tanh-Gaussian."""
+def soft_update(target_network, network, tau):
+    """θ' <- τ θ + (1 − τ) θ' for every parameter; τ = 1 is the hard copy (exact: lerp at weight 1 returns θ)."""
     with torch.no_grad():
-        if args.algo == "sac":
-            return actor.sample(obs)[0]
-        noise = torch.randn_like(actor.action_bias.expand(len(obs), -1)) * args.exploration_noise * actor.action_scale
-        return actor.clip(actor(obs) + noise)
-
-
-def next_state_value(args: Args, actor, actor_target, qf_targets, next_obs, alpha):
-    """V(s') in the critic's target y = r + γ (1 − terminated) V(s'), without gradient.
-    DDPG: V(s') = Q'(s', μ'(s'))                                                   (one critic, target actor)
-    TD3:  V(s') = min_i Q'_i(s', ã),  ã = clip(μ'(s') + clip(ε, −c, c), low, high),  ε ~ N(0, σ̃²)
-                                          (clipped double-Q and target-policy smoothing; σ̃, c in units of scale)
-    SAC:  V(s') = min_i Q'_i(s', ã) − α log π(ã|s'),  ã ~ π(·|s')                   (soft value, current policy)"""
-    with torch.no_grad():
-        if args.algo == "ddpg":
-            return qf_targets[0](next_obs, actor_target(next_obs))
-        if args.algo == "td3":
-            scale = actor_target.action_scale
-            noise = (torch.randn_like(scale.expand(len(next_obs), -1)) * args.policy_noise).clamp(-args.noise_clip, args.noise_clip)
-            next_actions = actor_target.clip(actor_target(next_obs) + noise * scale)
-            return torch.min(*[qf(next_obs, next_actions) for qf in qf_targets])
-        next_actions, next_log_prob = actor.sample(next_obs)
-        return torch.min(*[qf(next_obs, next_actions) for qf in qf_targets]) - alpha * next_log_prob
-
-
-def critic_loss(args: Args, qfs, data: ReplayBatch, next_value):
-    """Σ_i mean (Q_i(s, a) − y)², y = r + γ (1 − terminated) V(s'); returns it and Q_1(s, a) (for logging)."""
-    target = data.rewards + args.gamma * (1 - data.terminated) * next_value
-    q_values = [qf(data.obs, data.actions) for qf in qfs]
-    return sum(F.mse_loss(q, target) for q in q_values), q_values[0]
-
-
-def actor_loss(args: Args, actor, qfs, obs, alpha):
-    """DDPG, TD3: −mean Q_1(s, μ(s))                       (the deterministic policy gradient; TD3 uses Q_1 only)
-    SAC:       mean [α log π(ã|s) − min_i Q_i(s, ã)],  ã ~ π(·|s) reparameterised.
-    Returns the loss and log π(ã|s) (SAC; None otherwise) for the temperature."""
-    if args.algo in ("ddpg", "td3"):
-        return -qfs[0](obs, actor(obs)).mean(), None
-    actions, log_prob = actor.sample(obs)
-    return (alpha * log_prob - torch.min(*[qf(obs, actions) for qf in qfs])).mean(), log_prob
-
-
-def alpha_loss(log_alpha, log_prob, target_entropy):
-    """SAC's temperature objective J(α) = E[−α (log π(ã|s) + H̄)], H̄ = −|A| (the SAC paper, v2, Eq. 18): α grows
-    when the policy's entropy −log π falls below H̄ and shrinks when it rises above. α = exp(log α) stays positive."""
-    return -(log_alpha.exp() * (log_prob.detach() + target_entropy)).mean()
-
-
-def soft_update(target, source, tau):
-    """Polyak averaging of every parameter, θ' ← τ θ + (1 − τ) θ'."""
-    with torch.no_grad():
-        for target_param, param in zip(target.parameters(), source.parameters()):
+        for target_param, param in zip(target_network.parameters(), network.parameters()):
             target_param.lerp_(param, tau)
 
 
@@ -357,7 +566,10 @@ def evaluate(actor, args: Args, device, video_dir=None, recorder=None) -> list[f
         import imageio
 
         os.makedirs(video_dir, exist_ok=True)
-        writers = [imageio.get_writer(f"{video_dir}/eval-episode-{i}.mp4", fps=30, macro_block_size=2) for i in range(args.eval_episodes)]
+        writers = [
+            imageio.get_writer(f"{video_dir}/eval-episode-{i}.mp4", fps=30, macro_block_size=2)
+            for i in range(args.eval_episodes)
+        ]
     while not finished.all():
         if writers:
             frames = envs.render()
@@ -369,7 +581,9 @@ def evaluate(actor, args: Args, device, video_dir=None, recorder=None) -> list[f
         next_obs, rewards, terminations, truncations, infos = envs.step(actions_np)
         if recorder:
             real_next_obs = true_next_obs(next_obs, terminations | truncations, infos)
-            recorder.add(actions_np, rewards, terminations, truncations, real_next_obs, next_obs, np.flatnonzero(~finished))
+            recorder.add(
+                actions_np, rewards, terminations, truncations, real_next_obs, next_obs, np.flatnonzero(~finished)
+            )
         obs = next_obs
         returns += rewards * ~finished
         finished |= terminations | truncations
@@ -379,9 +593,44 @@ def evaluate(actor, args: Args, device, video_dir=None, recorder=None) -> list[f
     return returns.tolist()
 
 
+def evaluate_checkpoint(args: Args, device) -> None:
+    """`--eval-checkpoint`: the saved actor evaluated with this command line's seed and episodes (videos under
+    videos/eval), its episodes written as a dataset with `--save-dataset`; the env and the other flags are the
+    checkpoint's."""
+    seed_everything(args.seed, args.torch_deterministic)
+    try:
+        actor, ckpt_args = load_checkpoint(args.eval_checkpoint, device)
+    except ValueError as e:
+        fail(str(e))
+    ckpt_args.eval_episodes, ckpt_args.seed = args.eval_episodes, args.seed
+    recorder = EpisodeRecorder() if args.save_dataset else None
+    returns = evaluate(actor, ckpt_args, device, "videos/eval" if args.capture_video else None, recorder)
+    print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes: {returns}")
+    if recorder:
+        what = f"{len(returns)} deterministic episodes of the checkpoint {args.eval_checkpoint}"
+        if error := write_dataset(recorder, args, ckpt_args.env_id, ckpt_args.algo, what):
+            fail(str(error), code=1)
+
+
+def final_evaluation(actor, args: Args, device, run_name: str, writer, global_step: int) -> None:
+    """`--eval-episodes` episodes after training, each logged as `eval/episodic_return` (step = the episode's index),
+    and their mean as the learning curve's last point with `--eval-frequency`."""
+    returns = evaluate(actor, args, device, f"videos/{run_name}" if args.capture_video else None)
+    for i, episodic_return in enumerate(returns):
+        writer.add_scalar("eval/episodic_return", episodic_return, i)
+    if args.eval_frequency:
+        writer.add_scalar("eval/mean_return", np.mean(returns), global_step)
+    print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes")
+
+
 def save_checkpoint(path, actor, qfs, args: Args):
     """Weights + args + the script's name, written atomically so that an interrupt never leaves a half-written file."""
-    checkpoint = {"actor": actor.state_dict(), "qfs": qfs.state_dict(), "args": asdict(args), "script": os.path.basename(__file__)}
+    checkpoint = {
+        "actor": actor.state_dict(),
+        "qfs": qfs.state_dict(),
+        "args": asdict(args),
+        "script": os.path.basename(__file__),
+    }
     torch.save(checkpoint, path + ".tmp")
     os.replace(path + ".tmp", path)
 
@@ -395,7 +644,9 @@ def load_checkpoint(path, device):
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # EOFError, UnpicklingError or RuntimeError, depending on the damage
-        raise ValueError(f"{path} is not a readable checkpoint (empty, truncated or another format: {type(e).__name__})") from None
+        raise ValueError(
+            f"{path} is not a readable checkpoint (empty, truncated or another format: {type(e).__name__})"
+        ) from None
     written_by = checkpoint.get("script") if isinstance(checkpoint, dict) else None
     if written_by != script:
         raise ValueError(f"{path} is a checkpoint of {written_by or 'an unknown program'}, not of {script}")
@@ -410,16 +661,6 @@ def load_checkpoint(path, device):
     return actor, args
 
 
-def true_next_obs(next_obs, ends, infos):
-    """The observation each env's step reached: where an episode ended (`ends`), the env has already reset, and its
-    last observation is in `final_obs` (a truncated episode still bootstraps from it)."""
-    if not ends.any():
-        return next_obs
-    real_next_obs = next_obs.copy()
-    real_next_obs[ends] = np.stack(infos["final_obs"][ends])
-    return real_next_obs
-
-
 class EpisodeRecorder:
     """`--save-dataset`: keeps every env's current episode on the host and, once it ends, the finished episode with
     its terminated/truncated flags, to be written as a Minari dataset (which can recreate the env from its id)."""
@@ -427,6 +668,7 @@ class EpisodeRecorder:
     def begin(self, first_obs):
         self.current = [self.new_episode(o) for o in first_obs]
         self.episodes = []
+        return self
 
     @staticmethod
     def new_episode(first_obs):
@@ -455,17 +697,66 @@ class EpisodeRecorder:
             raise ValueError(f"no training episode finished, so no dataset {dataset_id} was written; train for longer")
 
         buffers = [
-            EpisodeBuffer(id=k, observations=np.asarray(e["observations"]), actions=np.asarray(e["actions"]),
-                          rewards=list(map(float, e["rewards"])), terminations=list(map(bool, e["terminations"])),
-                          truncations=list(map(bool, e["truncations"])))  # fmt: skip
+            EpisodeBuffer(
+                id=k,
+                observations=np.asarray(e["observations"]),
+                actions=np.asarray(e["actions"]),
+                rewards=list(map(float, e["rewards"])),
+                terminations=list(map(bool, e["terminations"])),
+                truncations=list(map(bool, e["truncations"])),
+            )
             for k, e in enumerate(self.episodes)
         ]
         user = getpass.getuser()
         return minari.create_dataset_from_buffers(
-            dataset_id, buffers, env=env_id, eval_env=env_id, algorithm_name=f"ddpg_td3_sac.py --algo {algo}", author=user,
-            author_email=f"{user}@{socket.gethostname()}", code_permalink="ddpg_td3_sac.py", description=description,
+            dataset_id,
+            buffers,
+            env=env_id,
+            eval_env=env_id,
+            algorithm_name=f"ddpg_td3_sac.py --algo {algo}",
+            author=user,
+            author_email=f"{user}@{socket.gethostname()}",
+            code_permalink="ddpg_td3_sac.py",
+            description=description,
             ref_max_score=ref_max_score,
-        )  # fmt: skip
+        )
+
+
+def check_dataset_id(dataset_id) -> None:
+    """`--save-dataset`: a malformed or taken id stops before training, not after it."""
+    if dataset_id is None:
+        return
+    import minari
+    from minari.dataset.minari_dataset import parse_dataset_id
+
+    try:
+        parse_dataset_id(dataset_id)
+    except ValueError as e:
+        fail(str(e))
+    if dataset_id in minari.list_local_datasets():
+        fail(f"a local Minari dataset {dataset_id} already exists; choose another id")
+
+
+def write_dataset(recorder, args: Args, env_id: str, algo: str, what: str):
+    """Writes the recorded episodes as the Minari dataset `--save-dataset`, described as `what` of the algorithm;
+    returns the error when none finished."""
+    description = f"{what} of `ddpg_td3_sac.py --algo {algo}` on {env_id}"
+    try:
+        dataset = recorder.write(args.save_dataset, env_id, algo, description, args.dataset_ref_max_score)
+    except ValueError as e:
+        return e
+    print(f"dataset {args.save_dataset}: {dataset.total_episodes} episodes, {dataset.total_steps} steps")
+
+
+def start_logging(args: Args, run_name: str) -> SummaryWriter:
+    """TensorBoard under runs/{run_name}, with the flags as a `hyperparameters` table; with `--track`, W&B first."""
+    if args.track:
+        start_wandb(args, run_name)
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text(
+        "hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items())
+    )
+    return writer
 
 
 def start_wandb(args: Args, run_name: str):
@@ -475,8 +766,52 @@ def start_wandb(args: Args, run_name: str):
         import wandb
     except ImportError:
         fail("--track needs wandb: pip install wandb")
-    wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name, config=asdict(args),
-               sync_tensorboard=True, save_code=True)  # fmt: skip
+    wandb.init(
+        project=args.wandb_project_name,
+        entity=args.wandb_entity,
+        name=run_name,
+        config=asdict(args),
+        sync_tensorboard=True,
+        save_code=True,
+    )
+
+
+class Progress:
+    """Training's bookkeeping: each env's running episode return and length, logged when the episode ends, and a
+    progress line every 5 s with the steps, SPS, ETA, the mean return of the last 20 episodes and the latest
+    evaluation (`last_eval`)."""
+
+    def __init__(self, args: Args, writer):
+        self.writer, self.total = writer, args.total_timesteps
+        self.returns = np.zeros(args.num_envs)
+        self.lengths = np.zeros(args.num_envs, dtype=int)
+        self.recent_returns = deque(maxlen=20)
+        self.start_time = self.last_print = time.time()
+        self.last_print_step, self.last_eval = 0, float("nan")
+
+    def add(self, rewards, ends, global_step):
+        self.returns += rewards
+        self.lengths += 1
+        for i in np.flatnonzero(ends):
+            self.writer.add_scalar("charts/episodic_return", self.returns[i], global_step)
+            self.writer.add_scalar("charts/episodic_length", self.lengths[i], global_step)
+            self.recent_returns.append(self.returns[i])
+            self.returns[i], self.lengths[i] = 0, 0
+
+    def report(self, global_step, gradient_steps):
+        if time.time() - self.last_print <= 5 and global_step < self.total:
+            return
+        sps = (global_step - self.last_print_step) / (time.time() - self.last_print)
+        eta = (self.total - global_step) / max(sps, 1e-9)
+        recent = self.recent_returns
+        mean_return = f"{np.mean(recent):.1f}" if recent else "n/a"
+        print(
+            f"step {global_step}/{self.total}  SPS {sps:.0f}  ETA {eta / 60:.1f} min  return {mean_return} "
+            f"(last {len(recent)})  eval {self.last_eval:.1f}  grad steps {gradient_steps}",
+            flush=True,
+        )
+        self.writer.add_scalar("charts/SPS", sps, global_step)
+        self.last_print, self.last_print_step = time.time(), global_step
 
 
 def fail(*lines, code: int = 2):
@@ -485,32 +820,6 @@ def fail(*lines, code: int = 2):
     for line in lines:
         print(f"error: {line}", file=sys.stderr)
     raise SystemExit(code)
-
-
-def update_critics(args: Args, data, actor, actor_target, qfs, qf_targets, q_optimizer, log_alpha):
-    """One gradient step of the critics toward the algorithm's target (`next_state_value`, `critic_loss`); returns the
-    loss and the Q-values of the batch's actions, for logging."""
-    next_value = next_state_value(args, actor, actor_target, qf_targets, data.next_obs, log_alpha.detach().exp())
-    qf_loss, q_taken = critic_loss(args, qfs, data, next_value)
-    q_optimizer.zero_grad()
-    qf_loss.backward()
-    q_optimizer.step()
-    return qf_loss.detach(), q_taken.detach()
-
-
-def update_actor(args: Args, data, actor, qfs, actor_optimizer, log_alpha, alpha_optimizer, target_entropy):
-    """One gradient step of the actor (`actor_loss`) and, for SAC with `--autotune`, of the temperature
-    (`alpha_loss`); returns the actor's loss, for logging."""
-    policy_loss, log_prob = actor_loss(args, actor, qfs, data.obs, log_alpha.detach().exp())
-    actor_optimizer.zero_grad()
-    policy_loss.backward()
-    actor_optimizer.step()
-    if alpha_optimizer is not None:
-        temperature_loss = alpha_loss(log_alpha, log_prob, target_entropy)
-        alpha_optimizer.zero_grad()
-        temperature_loss.backward()
-        alpha_optimizer.step()
-    return policy_loss.detach()
 
 
 def default_threads() -> int:
@@ -540,9 +849,9 @@ class StopSignal:
 
 
 class LastFinite:
-    """Stops a diverged run. `check` runs at the logging interval, where the losses are read back anyway, so the hot loop
-    gains no host sync: it raises FloatingPointError naming a NaN or infinite loss (or weights), else it keeps a copy of
-    the weights in `networks`, which `--save-model` writes in place of the diverged ones."""
+    """Stops a diverged run. `check` runs at the logging interval, where the losses are read back anyway, so the hot
+    loop gains no host sync: it raises FloatingPointError naming a NaN or infinite loss (or weights), else it keeps a
+    copy of the weights in `networks`, which `--save-model` writes in place of the diverged ones."""
 
     def __init__(self, *networks):
         self.networks = copy.deepcopy(networks)
@@ -551,184 +860,21 @@ class LastFinite:
         tensors = [*losses.values(), *(p for network in networks for p in network.parameters())]
         if not torch.stack([t.detach().isfinite().all() for t in tensors]).all():
             bad = next((name for name, loss in losses.items() if not loss.isfinite().all()), "the weights")
-            raise FloatingPointError(f"{bad} became NaN or infinite by step {global_step}: training diverged "
-                                     f"(a learning rate too high, rewards or targets out of scale?)")  # fmt: skip
+            raise FloatingPointError(
+                f"{bad} became NaN or infinite by step {global_step}: training diverged "
+                f"(a learning rate too high, rewards or targets out of scale?)"
+            )
         for copied, network in zip(self.networks, networks):
             copied.load_state_dict(network.state_dict())
 
 
-def main(args: Args) -> None:
-    if problems := check_args(args):
-        fail(*problems)
-    torch.set_num_threads(args.threads or default_threads())
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    if args.save_dataset:  # a bad id would otherwise fail only once training is over
-        import minari
-        from minari.dataset.minari_dataset import parse_dataset_id
-
-        try:
-            parse_dataset_id(args.save_dataset)
-        except ValueError as e:
-            fail(str(e))
-        if args.save_dataset in minari.list_local_datasets():
-            fail(f"a local Minari dataset {args.save_dataset} already exists; choose another id")
-    if args.eval_checkpoint:
-        seed_everything(args.seed, args.torch_deterministic)
-        try:
-            actor, ckpt_args = load_checkpoint(args.eval_checkpoint, device)
-        except ValueError as e:
-            fail(str(e))
-        ckpt_args.eval_episodes, ckpt_args.seed = args.eval_episodes, args.seed
-        recorder = EpisodeRecorder() if args.save_dataset else None
-        returns = evaluate(actor, ckpt_args, device, "videos/eval" if args.capture_video else None, recorder)
-        print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes: {returns}")
-        if recorder:
-            description = (f"{len(returns)} deterministic episodes of the `ddpg_td3_sac.py --algo {ckpt_args.algo}` checkpoint "
-                           f"{args.eval_checkpoint}")  # fmt: skip
-            dataset = recorder.write(args.save_dataset, ckpt_args.env_id, ckpt_args.algo, description, args.dataset_ref_max_score)
-            print(f"dataset {args.save_dataset}: {dataset.total_episodes} episodes, {dataset.total_steps} steps")
-        return
-    args = resolve_defaults(args)
-    try:
-        envs = make_env(args.env_id, args.num_envs)
-    except (ValueError, ImportError, gym.error.Error) as e:
-        fail(str(e))
-    # CleanRL's name, plus a random suffix: two runs started in the same second never share a folder
-    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}-{args.algo}__{args.seed}__{int(time.time())}__{os.urandom(3).hex()}"
-
-    seed_everything(args.seed, args.torch_deterministic)
-
-    obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
-    try:
-        rb = ReplayBuffer(args.buffer_size, obs_dim, action_dim, device)
-    except MemoryError as e:
-        fail(str(e))
-    print(f"{args.algo}: replay buffer {rb.nbytes / 1e9:.3f} GB on {device}")
-
-    actor = Actor(envs, stochastic=args.algo == "sac").to(device)
-    qfs = nn.ModuleList(QNetwork(envs) for _ in range(1 if args.algo == "ddpg" else 2)).to(device)  # TD3, SAC: twin critics
-    qf_targets = nn.ModuleList(QNetwork(envs) for _ in qfs).to(device)
-    qf_targets.load_state_dict(qfs.state_dict())
-    actor_target = copy.deepcopy(actor) if args.algo != "sac" else None  # SAC bootstraps from its current policy
-    q_optimizer = torch.optim.Adam(qfs.parameters(), lr=args.q_lr)
-    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate)
-    target_entropy = -float(action_dim)
-    log_alpha = torch.tensor(0.0 if args.autotune else float(np.log(args.alpha)), device=device, requires_grad=args.autotune)
-    autotune = args.algo == "sac" and args.autotune
-    alpha_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr) if autotune else None  # CleanRL: the critics' rate
-    last_finite = LastFinite(actor, qfs)
-
-    if args.track:
-        start_wandb(args, run_name)
-    writer = SummaryWriter(f"runs/{run_name}")
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
-    model_path = f"runs/{run_name}/{args.exp_name}.pt"
-
-    obs_np, _ = envs.reset(seed=args.seed)
-    envs.single_action_space.seed(args.seed)
-    obs = torch.as_tensor(obs_np, device=device, dtype=torch.float32)
-    recorder = EpisodeRecorder() if args.save_dataset else None
-    if recorder:
-        recorder.begin(obs_np)
-    episode_returns, episode_lengths = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=int)
-    recent_returns = deque(maxlen=20)
-    global_step, gradient_steps = 0, 0
-    policy_loss = torch.zeros((), device=device)  # logged before the first actor update when policy_frequency > 1
-    start_time = last_print = time.time()
-    last_print_step, last_eval, failure, stop = 0, float("nan"), None, StopSignal()
-    try:
-        while global_step < args.total_timesteps and not stop.code:
-            if global_step < args.learning_starts:  # uniformly random actions fill the buffer first (all three)
-                actions_np = np.stack([envs.single_action_space.sample() for _ in range(args.num_envs)])
-                actions = torch.as_tensor(actions_np, device=device)
-            else:
-                actions = explore(args, actor, obs)
-                actions_np = actions.cpu().numpy()
-            next_obs_np, rewards, terminations, truncations, infos = envs.step(actions_np)
-            global_step += args.num_envs
-
-            ends = terminations | truncations
-            real_next_obs_np = true_next_obs(next_obs_np, ends, infos)
-            # one host-to-device copy per step: next obs, true next obs, reward, terminated
-            step_data = torch.as_tensor(np.concatenate([next_obs_np, real_next_obs_np, rewards[:, None], terminations[:, None]], 1),
-                                        device=device, dtype=torch.float32)  # fmt: skip
-            rb.add(obs, actions, step_data[:, 2 * obs_dim], step_data[:, 2 * obs_dim + 1], step_data[:, obs_dim : 2 * obs_dim])
-            if recorder:
-                recorder.add(actions_np, rewards, terminations, truncations, real_next_obs_np, next_obs_np)
-            obs = step_data[:, :obs_dim]
-
-            episode_returns += rewards
-            episode_lengths += 1
-            for i in np.flatnonzero(ends):
-                writer.add_scalar("charts/episodic_return", episode_returns[i], global_step)
-                writer.add_scalar("charts/episodic_length", episode_lengths[i], global_step)
-                recent_returns.append(episode_returns[i])
-            episode_returns[ends], episode_lengths[ends] = 0, 0
-
-            # one gradient step per transition, whatever num_envs is
-            while global_step > args.learning_starts and gradient_steps < global_step - args.learning_starts:
-                data = rb.sample(args.batch_size)
-                qf_loss, q_taken = update_critics(args, data, actor, actor_target, qfs, qf_targets, q_optimizer, log_alpha)
-                gradient_steps += 1
-
-                if gradient_steps % args.policy_frequency == 0:  # TD3's delayed policy (and target) updates
-                    policy_loss = update_actor(args, data, actor, qfs, actor_optimizer, log_alpha, alpha_optimizer, target_entropy)
-                    soft_update(qf_targets, qfs, args.tau)
-                    if args.algo != "sac":
-                        soft_update(actor_target, actor, args.tau)
-
-                if gradient_steps % 100 == 0:  # the losses are read back here anyway: stop if they diverged
-                    last_finite.check(global_step, actor, qfs, qf_loss=qf_loss, actor_loss=policy_loss)
-                    writer.add_scalar("losses/qf1_loss", qf_loss, global_step)
-                    writer.add_scalar("losses/q_values", q_taken.mean(), global_step)
-                    writer.add_scalar("losses/actor_loss", policy_loss, global_step)
-                    writer.add_scalar("losses/alpha", log_alpha.exp(), global_step)
-            if args.checkpoint_frequency and global_step % args.checkpoint_frequency < args.num_envs:
-                save_checkpoint(model_path, actor, qfs, args)
-            # the learning curve; the final evaluation (after the loop) is its last point
-            if args.eval_frequency and global_step % args.eval_frequency < args.num_envs and global_step < args.total_timesteps:
-                last_eval = np.mean(evaluate(actor, args, device))
-                writer.add_scalar("eval/mean_return", last_eval, global_step)
-
-            if time.time() - last_print > 5 or global_step >= args.total_timesteps:
-                sps = (global_step - last_print_step) / (time.time() - last_print)
-                eta = (args.total_timesteps - global_step) / max(sps, 1e-9)
-                mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
-                print(f"step {global_step}/{args.total_timesteps}  SPS {sps:.0f}  ETA {eta / 60:.1f} min  return {mean_return} "
-                      f"(last {len(recent_returns)})  eval {last_eval:.1f}  grad steps {gradient_steps}", flush=True)  # fmt: skip
-                writer.add_scalar("charts/SPS", sps, global_step)
-                last_print, last_print_step = time.time(), global_step
-    except FloatingPointError as e:
-        failure = e
-    finally:
-        stop.restore()
-        envs.close()
-        if args.save_model:
-            save_checkpoint(model_path, *(last_finite.networks if failure else (actor, qfs)), args)
-            print(f"model saved to {model_path}" + (" (the last finite weights)" if failure else ""))
-        if recorder:
-            try:
-                description = f"every finished training episode of `ddpg_td3_sac.py --algo {args.algo}` on {args.env_id}"
-                dataset = recorder.write(args.save_dataset, args.env_id, args.algo, description, args.dataset_ref_max_score)
-                print(f"dataset {args.save_dataset}: {dataset.total_episodes} episodes, {dataset.total_steps} steps")
-            except ValueError as e:
-                failure = failure or e
-        writer.flush()
+def exit_if_ended_early(failure, stop, global_step: int) -> None:
+    """After the checkpoint is written: exit 1 for a failed run, 128 + the signal's number for a stopped one."""
     if failure:
         fail(str(failure), code=1)
     if stop.code:
         print(f"stopped by {signal.Signals(stop.code - 128).name} at step {global_step}")
         raise SystemExit(stop.code)
-
-    if args.eval_episodes > 0:
-        returns = evaluate(actor, args, device, f"videos/{run_name}" if args.capture_video else None)
-        for i, episodic_return in enumerate(returns):
-            writer.add_scalar("eval/episodic_return", episodic_return, i)
-        if args.eval_frequency:
-            writer.add_scalar("eval/mean_return", np.mean(returns), global_step)
-        print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes")
-    print(f"total time {time.time() - start_time:.0f} s, {global_step} steps, {gradient_steps} gradient steps")
-    writer.close()
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 @dataclass
 class Args:
+    # Experiment: seeding, logging, checkpoints and evaluation
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment"""
     seed: int = 1
@@ -59,9 +60,10 @@ class Args:
     """with `--save-model`, also write the checkpoint every this many gradient steps (0: only at the end), so that a
     killed run loses at most that many"""
     threads: Optional[int] = None
-    """torch's CPU threads; None: `OMP_NUM_THREADS` when it is set, else the CPUs this process may run on. Runs that share
-    a machine should each get their share: two threads on a core another process also used ran 2.5-3.5x slower (docs/performance.md)"""
+    """torch's CPU threads; None: `OMP_NUM_THREADS` when it is set, else the CPUs this process may run on. Runs that
+    share a machine should each get their share (docs/operations.md)"""
 
+    # Dataset and environment
     dataset: str = "mujoco/halfcheetah/medium-v0"
     """a Minari dataset id, or a path to a D4RL-style .hdf5 file"""
     env_id: Optional[str] = None
@@ -75,6 +77,7 @@ class Args:
     normalize_states: bool = False
     """standardise observations with the dataset's mean and std (off in the paper's locomotion runs)"""
 
+    # IQL (the paper's defaults)
     total_timesteps: int = 1_000_000
     """gradient steps (the paper)"""
     learning_rate: float = 3e-4
@@ -94,6 +97,7 @@ class Args:
     deterministic_actor: bool = False
     """a deterministic tanh actor with weighted squared error in place of the Gaussian log-likelihood (CORL's option)"""
 
+    # Extensions, each off by default
     d2rl: bool = False
     """extension 1: D2RL dense skip connections in every MLP (Sinha et al. 2020)"""
     bonus: Literal["none", "rnd", "cvae"] = "none"
@@ -103,159 +107,10 @@ class Args:
     bonus_pretrain_steps: int = 10_000
     """gradient steps that fit the bonus model to the dataset before IQL starts"""
     distributional: bool = False
-    """extension 3: quantile heads for Q and V (distributional IQL: quantile regression in place of the expectile and squared-error fits)"""
+    """extension 3: quantile heads for Q and V (distributional IQL: quantile regression in place of the expectile and
+    squared-error fits)"""
     n_quantiles: int = 32
     """quantiles per head with `--distributional`"""
-
-
-def check_args(args: Args) -> list[str]:
-    """One line per field outside its range, saying the range; empty when every field is fine. Runs before anything is
-    loaded, on the fields as given (None: the preset's default)."""
-    rules = [
-        ("total_timesteps", args.total_timesteps >= 1, "≥ 1"),
-        ("learning_rate", 0 < args.learning_rate < float("inf"), "> 0 and finite"),
-        ("batch_size", args.batch_size >= 1, "≥ 1"),
-        ("gamma", 0 < args.gamma <= 1, "in (0, 1]"),
-        ("tau", 0 < args.tau <= 1, "in (0, 1]"),
-        ("expectile", args.expectile is None or 0 < args.expectile < 1, "in (0, 1)"),
-        ("beta", args.beta is None or 0 <= args.beta < float("inf"), "≥ 0 and finite"),
-        ("exp_adv_max", args.exp_adv_max > 0, "> 0"),
-        ("bonus_coef", args.bonus_coef >= 0, "≥ 0"),
-        ("bonus_pretrain_steps", args.bonus_pretrain_steps >= (1 if args.bonus != "none" else 0), "≥ 1 with --bonus, else ≥ 0"),
-        ("n_quantiles", args.n_quantiles >= 1, "≥ 1"),
-        ("eval_episodes", args.eval_episodes >= (1 if args.eval_checkpoint or args.eval_frequency > 0 else 0),
-         "≥ 1 with --eval-checkpoint or --eval-frequency, else ≥ 0"),
-        ("eval_frequency", args.eval_frequency >= 0, "≥ 0"),
-        ("checkpoint_frequency", args.checkpoint_frequency == 0 or (args.checkpoint_frequency > 0 and args.save_model),
-         "≥ 0, and > 0 only with --save-model"),
-        ("threads", args.threads is None or args.threads >= 1, "≥ 1"),
-    ]  # fmt: skip
-    return [f"--{name.replace('_', '-')} {getattr(args, name)}: must be {rule}" for name, ok, rule in rules if not ok]
-
-
-D4RL_ENV_IDS = {"halfcheetah": "HalfCheetah-v4", "hopper": "Hopper-v4", "walker2d": "Walker2d-v4", "ant": "Ant-v4"}
-D4RL_ENV_KWARGS = {"ant": {"use_contact_forces": True}}  # D4RL's ant observes its contact forces: 111 dims, not 27
-# D4RL's reference returns (d4rl/infos.py): random and expert policies, for the normalised score
-D4RL_REF_SCORES = {"halfcheetah": (-280.178953, 12135.0), "hopper": (-20.272305, 3234.3), "walker2d": (1.629008, 4592.3),
-                   "ant": (-325.6, 3879.7), "antmaze": (0.0, 1.0)}  # fmt: skip
-
-
-class Transitions(NamedTuple):
-    obs: torch.Tensor
-    actions: torch.Tensor
-    rewards: torch.Tensor
-    next_obs: torch.Tensor
-    terminated: torch.Tensor  # 1.0 where the episode terminated (a timeout is not a terminal)
-
-
-class Dataset(NamedTuple):
-    """Numpy transitions plus what the script needs to know about where they came from."""
-
-    obs: np.ndarray
-    actions: np.ndarray
-    rewards: np.ndarray
-    next_obs: np.ndarray
-    terminated: np.ndarray
-    episode_returns: np.ndarray  # the return of every episode in the data
-    env_id: Optional[str]  # an id gymnasium can make, or None
-    env_kwargs: dict  # made with gym.make(env_id, **env_kwargs)
-    ref_scores: Optional[tuple]  # (random, expert) returns for the normalised score, or None
-
-
-def split_episodes(ends: np.ndarray) -> list[slice]:
-    """Steps 0..T−1 as slices of whole episodes, `ends[t]` marking the last step of one; a trailing partial episode
-    is kept as its own episode (its last transition has no true next observation and is dropped by the loader)."""
-    stops = np.flatnonzero(ends) + 1
-    starts = np.concatenate([[0], stops])
-    stops = np.concatenate([stops, [len(ends)]])
-    return [slice(a, b) for a, b in zip(starts, stops) if b > a]
-
-
-def check_arrays(source: str, arrays: dict) -> None:
-    """Raises ValueError naming the first array that is empty, whose length differs from the first's, or that holds NaN
-    or infinite values (with their count): each would otherwise surface as a NaN loss or an IndexError later."""
-    length = len(next(iter(arrays.values())))
-    for key, array in arrays.items():
-        if len(array) == 0 or len(array) != length:
-            raise ValueError(f"{source}: {key!r} has {len(array)} entries" + ("" if len(array) == 0 else f", the others {length}"))
-        bad = np.count_nonzero(~np.isfinite(array))
-        if bad:
-            raise ValueError(f"{source}: {key!r} holds {bad} NaN or infinite values (of {array.size})")
-
-
-def load_hdf5(path: str, env_id: Optional[str]) -> Dataset:
-    """A D4RL-style file: `observations`, `actions`, `rewards`, `terminals`, `timeouts`, optional `next_observations`.
-    An episode ends at a terminal or a timeout. A terminal does not bootstrap; a timeout does, from the next
-    observation, which without `next_observations` is only known inside an episode: the last step of an episode
-    that timed out has no known next observation and is dropped, so no transition crosses an episode boundary."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            data = {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
-    except OSError as e:  # an empty, truncated or non-hdf5 file
-        raise ValueError(f"{path} is not a readable hdf5 file ({e})") from None
-    missing = {"observations", "actions", "rewards", "terminals", "timeouts"} - set(data)
-    if missing:
-        raise ValueError(f"{path} lacks the D4RL keys {sorted(missing)}")
-    keys = ["observations", "actions", "rewards", "terminals", "timeouts"] + (["next_observations"] if "next_observations" in data else [])
-    check_arrays(path, {k: data[k] for k in keys})
-    terminals, timeouts = data["terminals"].astype(bool), data["timeouts"].astype(bool)
-    ends = terminals | timeouts
-    ends[-1] = True
-    next_obs = data.get("next_observations")
-    keep = np.ones(len(terminals), dtype=bool)
-    if next_obs is None:
-        next_obs = np.concatenate([data["observations"][1:], data["observations"][-1:]])
-        keep = ~ends | terminals  # a terminal needs no next observation; the other episode ends have none
-    returns = np.array([data["rewards"][s].sum() for s in split_episodes(ends)])
-    name = os.path.basename(path).split("-")[0].split("_")[0].lower()
-    env_kwargs = D4RL_ENV_KWARGS.get(name, {}) if env_id is None else {}
-    if env_id is None:
-        env_id = D4RL_ENV_IDS.get(name)
-    return Dataset(data["observations"][keep], data["actions"][keep], data["rewards"][keep], next_obs[keep],
-                   terminals[keep], returns, env_id, env_kwargs, D4RL_REF_SCORES.get(name))  # fmt: skip
-
-
-def load_minari(dataset_id: str, env_id: Optional[str]) -> Dataset:
-    """A Minari dataset: episodes of T actions and T + 1 observations, so every transition has its true next
-    observation; terminations do not bootstrap, truncations do. Its env is recreated from the dataset itself."""
-    import minari
-
-    try:
-        dataset = minari.load_dataset(dataset_id)
-    except Exception as e:  # minari raises several types for a dataset that is not there
-        raise FileNotFoundError(
-            f"no Minari dataset {dataset_id!r} here ({e}). On a machine with internet: `minari download {dataset_id}`; "
-            f"or build one locally: `python ddpg_td3_sac.py --env-id <env> --save-dataset <id>`"
-        ) from e
-    obs, actions, rewards, next_obs, terminated, returns = [], [], [], [], [], []
-    for episode in dataset.iterate_episodes():
-        obs.append(episode.observations[:-1])
-        next_obs.append(episode.observations[1:])
-        actions.append(episode.actions)
-        rewards.append(episode.rewards)
-        terminated.append(episode.terminations)
-        returns.append(episode.rewards.sum())
-    if not returns:
-        raise ValueError(f"the Minari dataset {dataset_id} holds no episodes")
-    arrays = dict(zip(["observations", "actions", "rewards", "next_observations", "terminations"],
-                      map(np.concatenate, (obs, actions, rewards, next_obs, terminated))))  # fmt: skip
-    check_arrays(f"the Minari dataset {dataset_id}", arrays)
-    if env_id is None:
-        env_id = dataset.spec.env_spec.id if dataset.spec.env_spec is not None else None
-    low, high = (dataset.storage.metadata.get(k) for k in ("ref_min_score", "ref_max_score"))
-    ref = (low, high) if low is not None and high is not None else None
-    return Dataset(*arrays.values(), np.array(returns), env_id, {}, ref)
-
-
-def load_dataset(args: Args) -> Dataset:
-    if args.dataset.endswith((".hdf5", ".h5")):
-        if not os.path.isfile(args.dataset):
-            raise FileNotFoundError(f"no file {args.dataset}; D4RL files cannot be downloaded here: convert one, "
-                                    f"or build a Minari dataset with `python ddpg_td3_sac.py --save-dataset <id>`")  # fmt: skip
-        return load_hdf5(args.dataset, args.env_id)
-    return load_minari(args.dataset, args.env_id)
 
 
 class MLP(nn.Module):
@@ -369,7 +224,7 @@ def tau_hats(n, device):
     return (torch.arange(n, device=device) + 0.5) / n
 
 
-def value_loss(args: Args, critic, critic_target, bonus, data: Transitions):
+def value_loss(args: Args, critic, critic_target, bonus, data: "Transitions"):
     """L_V = E[L_2^τ(min_i Q̂_i(s, a) − b(s, a) − V(s))] (the paper's Eq. 5; − b with `--bonus`). Distributional:
     the expectile loss over every pair (Q̂_j, V_k) of target and value quantiles."""
     with torch.no_grad():
@@ -380,7 +235,7 @@ def value_loss(args: Args, critic, critic_target, bonus, data: Transitions):
     return expectile_loss(q_hat[:, :, None] - v[:, None, :], args.expectile), v
 
 
-def q_loss(args: Args, critic, actor, bonus, data: Transitions):
+def q_loss(args: Args, critic, actor, bonus, data: "Transitions"):
     """L_Q = E[(r + γ (1 − terminated) V(s') − Q_i(s, a))²] for both critics (the paper's Eq. 6). With `--bonus`, the
     next state's value is V(s') − b(s', π(s')): the bonus is charged at the policy's next action π(s') (its mean), and
     keeping IQL's V(s') rather than a Q(s', a') keeps Q from querying unseen actions.
@@ -397,7 +252,7 @@ def q_loss(args: Args, critic, actor, bonus, data: Transitions):
     return sum(F.mse_loss(q, target) for q in qs)
 
 
-def actor_loss(args: Args, actor, critic_target, critic, bonus, data: Transitions):
+def actor_loss(args: Args, actor, critic_target, critic, bonus, data: "Transitions"):
     """AWR: L_π = −E[min(exp(β A), 100) · log π(a|s)], A = min_i Q̂_i(s, a) − b(s, a) − V(s) (the paper's Eq. 7;
     − b with `--bonus`, written exp(β((Q̂ − b) − V))). Distributional heads enter through their means. The
     deterministic actor uses weight · ‖π(s) − a‖² in place of −log π."""
@@ -412,10 +267,388 @@ def actor_loss(args: Args, actor, critic_target, critic, bonus, data: Transition
     return -(weight * actor.log_prob(data.obs, data.actions)).mean()
 
 
-def soft_update(target, source, tau):
-    """Polyak averaging of every parameter, θ' ← τ θ + (1 − τ) θ'."""
+def transform_rewards(args: Args, data) -> np.ndarray:
+    """The paper's reward transforms (its code): antmaze r − 1; locomotion r · 1000 / (max − min episode return)."""
+    rewards = data.rewards.astype(np.float32)
+    if args.preset == "antmaze":
+        return rewards - 1.0
+    spread = data.episode_returns.max() - data.episode_returns.min()
+    return rewards * (1000.0 / spread if spread > 0 else 1.0)
+
+
+def fit_bonus(args: Args, dataset, device) -> "Bonus":
+    """`--bonus`: the bonus model fitted to the dataset's (s, a) for `bonus_pretrain_steps` (Adam 1e-3), then scaled
+    to mean 1 over the dataset; it stays fixed while IQL trains."""
+    bonus = Bonus(args.bonus, dataset.obs.shape[1], dataset.actions.shape[1]).to(device)
+    bonus_optimizer = torch.optim.Adam(bonus.parameters(), lr=1e-3)
+    for step in range(args.bonus_pretrain_steps):
+        batch = sample(dataset, args.batch_size)
+        loss = bonus.loss_and_bonus(batch.obs, batch.actions)[0]
+        bonus_optimizer.zero_grad()
+        loss.backward()
+        bonus_optimizer.step()
+    chunks = [slice(i, i + 65536) for i in range(0, len(dataset.obs), 65536)]
+    bonus.scale.fill_(torch.cat([bonus(dataset.obs[c], dataset.actions[c]) for c in chunks]).mean())
+    steps, mean = args.bonus_pretrain_steps, bonus.scale.item()
+    print(f"bonus {args.bonus}: fitted in {steps} steps, mean dataset bonus {mean:.4g} (→ 1)")
+    return bonus
+
+
+def main(args: Args) -> None:
+    preset_source = "given" if args.preset else "from the dataset's name"
+    if problems := check_args(resolve_defaults(args)):
+        fail(*problems)
+    torch.set_num_threads(args.threads or default_threads())
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if args.eval_checkpoint:
+        return evaluate_checkpoint(args, device)
+    data, action_space = load_dataset_and_env(args)
+    # CleanRL's name, plus a random suffix: two runs started in the same second never share a folder
+    run_name = (
+        f"{data.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}__{os.urandom(3).hex()}"
+    )
+    seed_everything(args.seed, args.torch_deterministic)
+    # the whole dataset lives on the device, with the paper's reward transform and actions normalised to [−1, 1]
+    dataset, norm, action_map = to_device(args, data, transform_rewards(args, data), action_space, device)
+    n = len(dataset.obs)
+    print(
+        f"dataset {args.dataset}: {n} transitions, {len(data.episode_returns)} episodes, mean return "
+        f"{data.episode_returns.mean():.1f}; eval env {data.env_id}"
+        f"{' ' + str(data.env_kwargs) if data.env_kwargs else ''}; preset {args.preset} ({preset_source}); on {device}"
+    )
+
+    obs_dim, action_dim = dataset.obs.shape[1], dataset.actions.shape[1]
+    critic = Critic(obs_dim, action_dim, args).to(device)
+    critic_target = Critic(obs_dim, action_dim, args).to(device)
+    critic_target.load_state_dict(critic.state_dict())
+    actor = Actor(obs_dim, action_dim, args).to(device)
+    q_optimizer = torch.optim.Adam([*critic.q1.parameters(), *critic.q2.parameters()], lr=args.learning_rate)
+    v_optimizer = torch.optim.Adam(critic.v.parameters(), lr=args.learning_rate)
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate)
+    actor_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+        actor_optimizer, args.total_timesteps
+    )  # the paper's code
+    last_finite = LastFinite(actor, critic)
+    writer = start_logging(args, run_name)
+    model_path = f"runs/{run_name}/{args.exp_name}.pt"
+    env = (data.env_id, data.env_kwargs)  # the checkpoint and evaluate need them
+    bonus = fit_bonus(args, dataset, device) if args.bonus != "none" else None
+
+    progress = Progress(args, writer)
+    step, failure, stop = 0, None, StopSignal()
+    try:
+        while step < args.total_timesteps and not stop.code:
+            batch = sample(dataset, args.batch_size)
+            v_loss, v = value_loss(args, critic, critic_target, bonus, batch)
+            v_optimizer.zero_grad()
+            v_loss.backward()
+            v_optimizer.step()
+
+            loss_q = q_loss(args, critic, actor, bonus, batch)
+            q_optimizer.zero_grad()
+            loss_q.backward()
+            q_optimizer.step()
+            soft_update(critic_target.q1, critic.q1, args.tau)  # the Qs only: V has no target in the paper's code
+            soft_update(critic_target.q2, critic.q2, args.tau)
+
+            policy_loss = actor_loss(args, actor, critic_target, critic, bonus, batch)
+            actor_optimizer.zero_grad()
+            policy_loss.backward()
+            actor_optimizer.step()
+            actor_schedule.step()
+            step += 1
+
+            if step % 100 == 0:  # the losses are read back here anyway: stop if they diverged
+                last_finite.check(step, actor, critic, value_loss=v_loss, q_loss=loss_q, actor_loss=policy_loss)
+                writer.add_scalar("losses/value_loss", v_loss, step)
+                writer.add_scalar("losses/q_loss", loss_q, step)
+                writer.add_scalar("losses/actor_loss", policy_loss, step)
+                writer.add_scalar("losses/v_values", v.mean(), step)
+            if args.checkpoint_frequency and step % args.checkpoint_frequency == 0:
+                save_checkpoint(model_path, actor, critic, norm, action_map, env, args)
+            # the learning curve; the final evaluation (after the loop) is its last point
+            if args.eval_frequency and step % args.eval_frequency == 0 and step < args.total_timesteps:
+                returns = evaluate(actor, args, env, norm, action_map, device)
+                progress.last_eval = log_learning_curve(writer, step, returns, data.ref_scores)
+            progress.report(step)
+    except FloatingPointError as e:
+        failure = e
+    finally:
+        stop.restore()
+        if args.save_model:
+            save_checkpoint(
+                model_path, *(last_finite.networks if failure else (actor, critic)), norm, action_map, env, args
+            )
+            print(f"model saved to {model_path}" + (" (the last finite weights)" if failure else ""))
+        writer.flush()
+    exit_if_ended_early(failure, stop, step)
+
+    if args.eval_episodes > 0:
+        returns = evaluate(
+            actor, args, env, norm, action_map, device, f"videos/{run_name}" if args.capture_video else None
+        )
+        final_evaluation(returns, args, data, writer, step)
+    print(f"total time {time.time() - progress.start_time:.0f} s, {step} gradient steps")
+    writer.close()
+
+
+def check_args(args: Args) -> list[str]:
+    """One line per field outside its range, saying the range; empty when every field is fine. Runs before anything is
+    loaded, on the fields as given (None: the preset's default)."""
+    rules = [
+        ("total_timesteps", args.total_timesteps >= 1, "≥ 1"),
+        ("learning_rate", 0 < args.learning_rate < float("inf"), "> 0 and finite"),
+        ("batch_size", args.batch_size >= 1, "≥ 1"),
+        ("gamma", 0 < args.gamma <= 1, "in (0, 1]"),
+        ("tau", 0 < args.tau <= 1, "in (0, 1]"),
+        ("expectile", args.expectile is None or 0 < args.expectile < 1, "in (0, 1)"),
+        ("beta", args.beta is None or 0 <= args.beta < float("inf"), "≥ 0 and finite"),
+        ("exp_adv_max", args.exp_adv_max > 0, "> 0"),
+        ("bonus_coef", args.bonus_coef >= 0, "≥ 0"),
+        (
+            "bonus_pretrain_steps",
+            args.bonus_pretrain_steps >= (1 if args.bonus != "none" else 0),
+            "≥ 1 with --bonus, else ≥ 0",
+        ),
+        ("n_quantiles", args.n_quantiles >= 1, "≥ 1"),
+        (
+            "eval_episodes",
+            args.eval_episodes >= (1 if args.eval_checkpoint or args.eval_frequency > 0 else 0),
+            "≥ 1 with --eval-checkpoint or --eval-frequency, else ≥ 0",
+        ),
+        ("eval_frequency", args.eval_frequency >= 0, "≥ 0"),
+        (
+            "checkpoint_frequency",
+            args.checkpoint_frequency == 0 or (args.checkpoint_frequency > 0 and args.save_model),
+            "≥ 0, and > 0 only with --save-model",
+        ),
+        ("threads", args.threads is None or args.threads >= 1, "≥ 1"),
+    ]
+    return [f"--{name.replace('_', '-')} {getattr(args, name)}: must be {rule}" for name, ok, rule in rules if not ok]
+
+
+# ======================================================================================================================
+# Machinery: skip it on a first reading. Defaults, the D4RL and Minari loaders, the device-resident dataset, evaluation,
+# checkpoints, logging and run control.
+# ======================================================================================================================
+
+
+def resolve_defaults(args: Args) -> Args:
+    """The fields left None: the preset from the dataset's name (antmaze when it holds "antmaze"), and the preset's
+    expectile and β (the paper's: 0.7 and 3 for locomotion, 0.9 and 10 for antmaze)."""
+    if args.preset is None:
+        args.preset = "antmaze" if "antmaze" in os.path.basename(args.dataset).lower() else "locomotion"
+    antmaze = args.preset == "antmaze"
+    if args.expectile is None:
+        args.expectile = 0.9 if antmaze else 0.7
+    if args.beta is None:
+        args.beta = 10.0 if antmaze else 3.0
+    return args
+
+
+D4RL_ENV_IDS = {"halfcheetah": "HalfCheetah-v4", "hopper": "Hopper-v4", "walker2d": "Walker2d-v4", "ant": "Ant-v4"}
+
+
+D4RL_ENV_KWARGS = {"ant": {"use_contact_forces": True}}  # D4RL's ant observes its contact forces: 111 dims, not 27
+
+
+# D4RL's reference returns (d4rl/infos.py): random and expert policies, for the normalised score
+D4RL_REF_SCORES = {
+    "halfcheetah": (-280.178953, 12135.0),
+    "hopper": (-20.272305, 3234.3),
+    "walker2d": (1.629008, 4592.3),
+    "ant": (-325.6, 3879.7),
+    "antmaze": (0.0, 1.0),
+}
+
+
+class Transitions(NamedTuple):
+    obs: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    next_obs: torch.Tensor
+    terminated: torch.Tensor  # 1.0 where the episode terminated (a timeout is not a terminal)
+
+
+class Dataset(NamedTuple):
+    """Numpy transitions plus what the script needs to know about where they came from."""
+
+    obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_obs: np.ndarray
+    terminated: np.ndarray
+    episode_returns: np.ndarray  # the return of every episode in the data
+    env_id: Optional[str]  # an id gymnasium can make, or None
+    env_kwargs: dict  # made with gym.make(env_id, **env_kwargs)
+    ref_scores: Optional[tuple]  # (random, expert) returns for the normalised score, or None
+
+
+def split_episodes(ends: np.ndarray) -> list[slice]:
+    """Steps 0..T−1 as slices of whole episodes, `ends[t]` marking the last step of one; a trailing partial episode
+    is kept as its own episode (its last transition has no true next observation and is dropped by the loader)."""
+    stops = np.flatnonzero(ends) + 1
+    starts = np.concatenate([[0], stops])
+    stops = np.concatenate([stops, [len(ends)]])
+    return [slice(a, b) for a, b in zip(starts, stops) if b > a]
+
+
+def check_arrays(source: str, arrays: dict) -> None:
+    """Raises ValueError naming the first array that is empty, whose length differs from the first's, or that holds NaN
+    or infinite values (with their count): each would otherwise surface as a NaN loss or an IndexError later."""
+    length = len(next(iter(arrays.values())))
+    for key, array in arrays.items():
+        if len(array) == 0 or len(array) != length:
+            raise ValueError(
+                f"{source}: {key!r} has {len(array)} entries" + ("" if len(array) == 0 else f", the others {length}")
+            )
+        bad = np.count_nonzero(~np.isfinite(array))
+        if bad:
+            raise ValueError(f"{source}: {key!r} holds {bad} NaN or infinite values (of {array.size})")
+
+
+def load_hdf5(path: str, env_id: Optional[str]) -> Dataset:
+    """A D4RL-style file: `observations`, `actions`, `rewards`, `terminals`, `timeouts`, optional `next_observations`.
+    An episode ends at a terminal or a timeout. A terminal does not bootstrap; a timeout does, from the next
+    observation, which without `next_observations` is only known inside an episode: the last step of an episode
+    that timed out has no known next observation and is dropped, so no transition crosses an episode boundary."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            data = {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+    except OSError as e:  # an empty, truncated or non-hdf5 file
+        raise ValueError(f"{path} is not a readable hdf5 file ({e})") from None
+    missing = {"observations", "actions", "rewards", "terminals", "timeouts"} - set(data)
+    if missing:
+        raise ValueError(f"{path} lacks the D4RL keys {sorted(missing)}")
+    keys = ["observations", "actions", "rewards", "terminals", "timeouts"] + (
+        ["next_observations"] if "next_observations" in data else []
+    )
+    check_arrays(path, {k: data[k] for k in keys})
+    terminals, timeouts = data["terminals"].astype(bool), data["timeouts"].astype(bool)
+    ends = terminals | timeouts
+    ends[-1] = True
+    next_obs = data.get("next_observations")
+    keep = np.ones(len(terminals), dtype=bool)
+    if next_obs is None:
+        next_obs = np.concatenate([data["observations"][1:], data["observations"][-1:]])
+        keep = ~ends | terminals  # a terminal needs no next observation; the other episode ends have none
+    returns = np.array([data["rewards"][s].sum() for s in split_episodes(ends)])
+    name = os.path.basename(path).split("-")[0].split("_")[0].lower()
+    env_kwargs = D4RL_ENV_KWARGS.get(name, {}) if env_id is None else {}
+    if env_id is None:
+        env_id = D4RL_ENV_IDS.get(name)
+    return Dataset(
+        data["observations"][keep],
+        data["actions"][keep],
+        data["rewards"][keep],
+        next_obs[keep],
+        terminals[keep],
+        returns,
+        env_id,
+        env_kwargs,
+        D4RL_REF_SCORES.get(name),
+    )
+
+
+def load_minari(dataset_id: str, env_id: Optional[str]) -> Dataset:
+    """A Minari dataset: episodes of T actions and T + 1 observations, so every transition has its true next
+    observation; terminations do not bootstrap, truncations do. Its env is recreated from the dataset itself."""
+    import minari
+
+    try:
+        dataset = minari.load_dataset(dataset_id)
+    except Exception as e:  # minari raises several types for a dataset that is not there
+        raise FileNotFoundError(
+            f"no Minari dataset {dataset_id!r} here ({e}). On a machine with internet: `minari download {dataset_id}`; "
+            f"or build one locally: `python ddpg_td3_sac.py --env-id <env> --save-dataset <id>`"
+        ) from e
+    obs, actions, rewards, next_obs, terminated, returns = [], [], [], [], [], []
+    for episode in dataset.iterate_episodes():
+        obs.append(episode.observations[:-1])
+        next_obs.append(episode.observations[1:])
+        actions.append(episode.actions)
+        rewards.append(episode.rewards)
+        terminated.append(episode.terminations)
+        returns.append(episode.rewards.sum())
+    if not returns:
+        raise ValueError(f"the Minari dataset {dataset_id} holds no episodes")
+    arrays = dict(
+        zip(
+            ["observations", "actions", "rewards", "next_observations", "terminations"],
+            map(np.concatenate, (obs, actions, rewards, next_obs, terminated)),
+        )
+    )
+    check_arrays(f"the Minari dataset {dataset_id}", arrays)
+    if env_id is None:
+        env_id = dataset.spec.env_spec.id if dataset.spec.env_spec is not None else None
+    low, high = (dataset.storage.metadata.get(k) for k in ("ref_min_score", "ref_max_score"))
+    ref = (low, high) if low is not None and high is not None else None
+    return Dataset(*arrays.values(), np.array(returns), env_id, {}, ref)
+
+
+def load_dataset(args: Args) -> Dataset:
+    if args.dataset.endswith((".hdf5", ".h5")):
+        if not os.path.isfile(args.dataset):
+            raise FileNotFoundError(
+                f"no file {args.dataset}; D4RL files cannot be downloaded here: convert one, "
+                f"or build a Minari dataset with `python ddpg_td3_sac.py --save-dataset <id>`"
+            )
+        return load_hdf5(args.dataset, args.env_id)
+    return load_minari(args.dataset, args.env_id)
+
+
+def load_dataset_and_env(args: Args):
+    """The dataset, and its eval env's action space; stops with one line when either is missing or they don't fit."""
+    try:
+        data = load_dataset(args)
+        if data.env_id is None:
+            raise ValueError(f"cannot tell which env {args.dataset} comes from; pass --env-id")
+        eval_env = gym.make(gym.spec(data.env_id), **data.env_kwargs)
+        action_space, obs_space = eval_env.action_space, eval_env.observation_space
+        eval_env.close()
+    except (FileNotFoundError, ValueError, ImportError, gym.error.Error) as e:
+        fail(str(e))
+    if not isinstance(action_space, gym.spaces.Box):
+        fail(f"{data.env_id} has action space {action_space}; IQL here needs a Box action space")
+    if data.obs.shape[1:] != obs_space.shape or data.actions.shape[1:] != action_space.shape:
+        fail(
+            f"the dataset's observations {data.obs.shape[1:]} / actions {data.actions.shape[1:]} do not "
+            f"match {data.env_id}'s {obs_space.shape} / {action_space.shape}"
+        )
+    return data, action_space
+
+
+def to_device(args: Args, data, rewards, action_space, device):
+    """The dataset as device tensors, observations standardised with `--normalize-states` and actions mapped onto
+    [−1, 1] (a tanh policy's range); returns it, the observation normaliser and the action map (scale, bias)."""
+    as_tensor = lambda x: torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)  # noqa: E731
+    obs_mean = data.obs.mean(0) if args.normalize_states else np.zeros(data.obs.shape[1])
+    obs_std = data.obs.std(0) + 1e-3 if args.normalize_states else np.ones(data.obs.shape[1])
+    action_scale = torch.as_tensor((action_space.high - action_space.low) / 2, dtype=torch.float32, device=device)
+    action_bias = torch.as_tensor((action_space.high + action_space.low) / 2, dtype=torch.float32, device=device)
+    norm = (as_tensor(obs_mean), as_tensor(obs_std))
+    dataset = Transitions(
+        obs=(as_tensor(data.obs) - norm[0]) / norm[1],
+        actions=((as_tensor(data.actions) - action_bias) / action_scale).clamp(-1 + 1e-5, 1 - 1e-5),
+        rewards=as_tensor(rewards),
+        next_obs=(as_tensor(data.next_obs) - norm[0]) / norm[1],
+        terminated=as_tensor(data.terminated),
+    )
+    return dataset, norm, (action_scale, action_bias)
+
+
+def sample(dataset, batch_size: int):
+    """A uniform minibatch of the device-resident dataset."""
+    idx = torch.randint(len(dataset.obs), (batch_size,), device=dataset.obs.device)
+    return Transitions(*(x[idx] for x in dataset))
+
+
+def soft_update(target_network, network, tau):
+    """θ' <- τ θ + (1 − τ) θ' for every parameter; τ = 1 is the hard copy (exact: lerp at weight 1 returns θ)."""
     with torch.no_grad():
-        for target_param, param in zip(target.parameters(), source.parameters()):
+        for target_param, param in zip(target_network.parameters(), network.parameters()):
             target_param.lerp_(param, tau)
 
 
@@ -428,11 +661,18 @@ def seed_everything(seed: int, torch_deterministic: bool):
 
 
 def evaluate(actor, args: Args, env, norm, action_scale, device, video_dir=None) -> list[float]:
-    """The first episode of each of `eval_episodes` parallel envs with the mean action; `env` is (env_id, env_kwargs)."""
+    """The first episode of each of `eval_episodes` parallel envs with the mean action; `env` is (env_id,
+    env_kwargs)."""
     if video_dir:  # frames are rendered off-screen; without this SDL looks for a display and complains
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    envs = gym.make_vec(env[0], args.eval_episodes, vectorization_mode="sync", render_mode="rgb_array" if video_dir else None,
-                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}, **env[1])  # fmt: skip
+    envs = gym.make_vec(
+        env[0],
+        args.eval_episodes,
+        vectorization_mode="sync",
+        render_mode="rgb_array" if video_dir else None,
+        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
+        **env[1],
+    )
     obs, _ = envs.reset(seed=args.seed + 10_000)
     returns, finished = np.zeros(args.eval_episodes), np.zeros(args.eval_episodes, dtype=bool)
     writers = []
@@ -440,7 +680,10 @@ def evaluate(actor, args: Args, env, norm, action_scale, device, video_dir=None)
         import imageio
 
         os.makedirs(video_dir, exist_ok=True)
-        writers = [imageio.get_writer(f"{video_dir}/eval-episode-{i}.mp4", fps=30, macro_block_size=2) for i in range(args.eval_episodes)]
+        writers = [
+            imageio.get_writer(f"{video_dir}/eval-episode-{i}.mp4", fps=30, macro_block_size=2)
+            for i in range(args.eval_episodes)
+        ]
     mean, std = norm
     scale, bias = action_scale
     while not finished.all():
@@ -476,25 +719,67 @@ def log_learning_curve(writer, step, returns, ref_scores) -> str:
     return f"{np.mean(returns):.1f} (normalized {score:.1f})"
 
 
+def evaluate_checkpoint(args: Args, device) -> None:
+    """`--eval-checkpoint`: the saved actor evaluated with this command line's seed and episodes (videos under
+    videos/eval); the env, the normalisers and the other flags are the checkpoint's."""
+    seed_everything(args.seed, args.torch_deterministic)
+    try:
+        actor, ckpt_args, env, norm, action_scale = load_checkpoint(args.eval_checkpoint, device)
+    except ValueError as e:
+        fail(str(e))
+    ckpt_args.eval_episodes, ckpt_args.seed = args.eval_episodes, args.seed
+    returns = evaluate(actor, ckpt_args, env, norm, action_scale, device, "videos/eval" if args.capture_video else None)
+    print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes: {returns}")
+
+
+def final_evaluation(returns, args: Args, data, writer, step: int) -> None:
+    """The evaluation after training: each episode's return (and normalised score, where the dataset has reference
+    returns) logged with step = the episode's index, and the learning curve's last point with `--eval-frequency`."""
+    for i, episodic_return in enumerate(returns):
+        writer.add_scalar("eval/episodic_return", episodic_return, i)
+    if args.eval_frequency:
+        log_learning_curve(writer, step, returns, data.ref_scores)
+    mean_return, dataset_mean = np.mean(returns), data.episode_returns.mean()
+    message = f"eval: mean return {mean_return:.2f} over {len(returns)} episodes (dataset mean {dataset_mean:.1f})"
+    if data.ref_scores is not None:
+        scores = normalized_scores(returns, data.ref_scores)
+        for i, score in enumerate(scores):
+            writer.add_scalar("eval/normalized_score", score, i)
+        message += f", normalized score {np.mean(scores):.1f}"
+    else:
+        message += "; no reference scores for this dataset, so no normalized score"
+    print(message)
+
+
 def save_checkpoint(path, actor, critic, norm, action_scale, env, args: Args):
     """Weights, normalisers, the eval env (id and kwargs) and args, written atomically."""
     extras = {"obs_mean": norm[0], "obs_std": norm[1], "action_scale": action_scale[0], "action_bias": action_scale[1]}
-    checkpoint = {"actor": actor.state_dict(), "critic": critic.state_dict(), "env_id": env[0], "env_kwargs": env[1],
-                  "args": asdict(args), "script": os.path.basename(__file__), **extras}  # fmt: skip
+    checkpoint = {
+        "actor": actor.state_dict(),
+        "critic": critic.state_dict(),
+        "env_id": env[0],
+        "env_kwargs": env[1],
+        "args": asdict(args),
+        "script": os.path.basename(__file__),
+        **extras,
+    }
     torch.save(checkpoint, path + ".tmp")
     os.replace(path + ".tmp", path)
 
 
 def load_checkpoint(path, device):
     """The actor, args, eval env and normalisers of a checkpoint this script wrote. Raises ValueError, in one line, on a
-    missing file, one that is not a torch checkpoint (empty, truncated, another format) or one that another script wrote."""
+    missing file, one that is not a torch checkpoint (empty, truncated, another format) or one that another script
+    wrote."""
     script = os.path.basename(__file__)
     if not os.path.isfile(path):
         raise ValueError(f"no checkpoint at {path}")
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # EOFError, UnpicklingError or RuntimeError, depending on the damage
-        raise ValueError(f"{path} is not a readable checkpoint (empty, truncated or another format: {type(e).__name__})") from None
+        raise ValueError(
+            f"{path} is not a readable checkpoint (empty, truncated or another format: {type(e).__name__})"
+        ) from None
     written_by = ckpt.get("script") if isinstance(ckpt, dict) else None
     if written_by != script:
         raise ValueError(f"{path} is a checkpoint of {written_by or 'an unknown program'}, not of {script}")
@@ -508,6 +793,17 @@ def load_checkpoint(path, device):
     return actor, args, env, (ckpt["obs_mean"], ckpt["obs_std"]), (ckpt["action_scale"], ckpt["action_bias"])
 
 
+def start_logging(args: Args, run_name: str) -> SummaryWriter:
+    """TensorBoard under runs/{run_name}, with the flags as a `hyperparameters` table; with `--track`, W&B first."""
+    if args.track:
+        start_wandb(args, run_name)
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text(
+        "hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items())
+    )
+    return writer
+
+
 def start_wandb(args: Args, run_name: str):
     """`--track`: a Weights & Biases run that mirrors the TensorBoard logs (CleanRL's flags). It must start before the
     SummaryWriter, whose writes it patches; wandb is imported only here, so that it stays optional."""
@@ -515,8 +811,36 @@ def start_wandb(args: Args, run_name: str):
         import wandb
     except ImportError:
         fail("--track needs wandb: pip install wandb")
-    wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name, config=asdict(args),
-               sync_tensorboard=True, save_code=True)  # fmt: skip
+    wandb.init(
+        project=args.wandb_project_name,
+        entity=args.wandb_entity,
+        name=run_name,
+        config=asdict(args),
+        sync_tensorboard=True,
+        save_code=True,
+    )
+
+
+class Progress:
+    """A progress line every 5 s with the gradient steps, their rate, the ETA and the latest evaluation
+    (`last_eval`)."""
+
+    def __init__(self, args: Args, writer):
+        self.writer, self.total = writer, args.total_timesteps
+        self.start_time = self.last_print = time.time()
+        self.last_print_step, self.last_eval = 0, "n/a"
+
+    def report(self, step):
+        if time.time() - self.last_print <= 5 and step < self.total:
+            return
+        sps = (step - self.last_print_step) / (time.time() - self.last_print)
+        eta = (self.total - step) / max(sps, 1e-9)
+        print(
+            f"step {step}/{self.total}  {sps:.0f} gradient steps/s  ETA {eta / 60:.1f} min  eval {self.last_eval}",
+            flush=True,
+        )
+        self.writer.add_scalar("charts/SPS", sps, step)
+        self.last_print, self.last_print_step = time.time(), step
 
 
 def fail(*lines, code: int = 2):
@@ -554,9 +878,9 @@ class StopSignal:
 
 
 class LastFinite:
-    """Stops a diverged run. `check` runs at the logging interval, where the losses are read back anyway, so the hot loop
-    gains no host sync: it raises FloatingPointError naming a NaN or infinite loss (or weights), else it keeps a copy of
-    the weights in `networks`, which `--save-model` writes in place of the diverged ones."""
+    """Stops a diverged run. `check` runs at the logging interval, where the losses are read back anyway, so the hot
+    loop gains no host sync: it raises FloatingPointError naming a NaN or infinite loss (or weights), else it keeps a
+    copy of the weights in `networks`, which `--save-model` writes in place of the diverged ones."""
 
     def __init__(self, *networks):
         self.networks = copy.deepcopy(networks)
@@ -565,185 +889,21 @@ class LastFinite:
         tensors = [*losses.values(), *(p for network in networks for p in network.parameters())]
         if not torch.stack([t.detach().isfinite().all() for t in tensors]).all():
             bad = next((name for name, loss in losses.items() if not loss.isfinite().all()), "the weights")
-            raise FloatingPointError(f"{bad} became NaN or infinite by step {global_step}: training diverged "
-                                     f"(a learning rate too high, rewards or targets out of scale?)")  # fmt: skip
+            raise FloatingPointError(
+                f"{bad} became NaN or infinite by step {global_step}: training diverged "
+                f"(a learning rate too high, rewards or targets out of scale?)"
+            )
         for copied, network in zip(self.networks, networks):
             copied.load_state_dict(network.state_dict())
 
 
-def main(args: Args) -> None:
-    if problems := check_args(args):
-        fail(*problems)
-    torch.set_num_threads(args.threads or default_threads())
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    if args.eval_checkpoint:
-        seed_everything(args.seed, args.torch_deterministic)
-        try:
-            actor, ckpt_args, env, norm, action_scale = load_checkpoint(args.eval_checkpoint, device)
-        except ValueError as e:
-            fail(str(e))
-        ckpt_args.eval_episodes, ckpt_args.seed = args.eval_episodes, args.seed
-        returns = evaluate(actor, ckpt_args, env, norm, action_scale, device, "videos/eval" if args.capture_video else None)
-        print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes: {returns}")
-        return
-    preset_source = "given" if args.preset else "from the dataset's name"
-    args.preset = args.preset or ("antmaze" if "antmaze" in os.path.basename(args.dataset).lower() else "locomotion")
-    antmaze = args.preset == "antmaze"
-    args.expectile = args.expectile if args.expectile is not None else (0.9 if antmaze else 0.7)
-    args.beta = args.beta if args.beta is not None else (10.0 if antmaze else 3.0)
-    try:
-        data = load_dataset(args)
-        if data.env_id is None:
-            raise ValueError(f"cannot tell which env {args.dataset} comes from; pass --env-id")
-        spec = gym.spec(data.env_id)
-        eval_env = gym.make(spec, **data.env_kwargs)
-        action_space = eval_env.action_space
-        eval_env.close()
-    except (FileNotFoundError, ValueError, ImportError, gym.error.Error) as e:
-        fail(str(e))
-    if not isinstance(action_space, gym.spaces.Box):
-        fail(f"{data.env_id} has action space {action_space}; IQL here needs a Box action space")
-    if data.obs.shape[1:] != eval_env.observation_space.shape or data.actions.shape[1:] != action_space.shape:
-        fail(f"the dataset's observations {data.obs.shape[1:]} / actions {data.actions.shape[1:]} do not "
-             f"match {data.env_id}'s {eval_env.observation_space.shape} / {action_space.shape}")  # fmt: skip
-    # CleanRL's name, plus a random suffix: two runs started in the same second never share a folder
-    run_name = f"{data.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}__{os.urandom(3).hex()}"
-
-    seed_everything(args.seed, args.torch_deterministic)
-
-    # the paper's reward transforms
-    rewards = data.rewards.astype(np.float32)
-    if antmaze:
-        rewards = rewards - 1.0
-    else:
-        spread = data.episode_returns.max() - data.episode_returns.min()
-        rewards = rewards * (1000.0 / spread if spread > 0 else 1.0)
-    obs_mean = data.obs.mean(0) if args.normalize_states else np.zeros(data.obs.shape[1])
-    obs_std = data.obs.std(0) + 1e-3 if args.normalize_states else np.ones(data.obs.shape[1])
-    action_scale = torch.as_tensor((action_space.high - action_space.low) / 2, dtype=torch.float32, device=device)
-    action_bias = torch.as_tensor((action_space.high + action_space.low) / 2, dtype=torch.float32, device=device)
-    as_tensor = lambda x: torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)  # noqa: E731
-    norm = (as_tensor(obs_mean), as_tensor(obs_std))
-    # the whole dataset lives on the device; actions normalised to [−1, 1] (a tanh policy's range)
-    dataset = Transitions(
-        obs=(as_tensor(data.obs) - norm[0]) / norm[1],
-        actions=((as_tensor(data.actions) - action_bias) / action_scale).clamp(-1 + 1e-5, 1 - 1e-5),
-        rewards=as_tensor(rewards),
-        next_obs=(as_tensor(data.next_obs) - norm[0]) / norm[1],
-        terminated=as_tensor(data.terminated),
-    )
-    n = len(dataset.obs)
-    print(f"dataset {args.dataset}: {n} transitions, {len(data.episode_returns)} episodes, mean return "
-          f"{data.episode_returns.mean():.1f}; eval env {data.env_id}{' ' + str(data.env_kwargs) if data.env_kwargs else ''}; "
-          f"preset {args.preset} ({preset_source}); on {device}")  # fmt: skip
-
-    obs_dim, action_dim = dataset.obs.shape[1], dataset.actions.shape[1]
-    critic = Critic(obs_dim, action_dim, args).to(device)
-    critic_target = Critic(obs_dim, action_dim, args).to(device)
-    critic_target.load_state_dict(critic.state_dict())
-    actor = Actor(obs_dim, action_dim, args).to(device)
-    q_optimizer = torch.optim.Adam([*critic.q1.parameters(), *critic.q2.parameters()], lr=args.learning_rate)
-    v_optimizer = torch.optim.Adam(critic.v.parameters(), lr=args.learning_rate)
-    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate)
-    actor_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(actor_optimizer, args.total_timesteps)  # the paper's code
-    last_finite = LastFinite(actor, critic)
-
-    def sample():
-        idx = torch.randint(n, (args.batch_size,), device=device)
-        return Transitions(*(x[idx] for x in dataset))
-
-    if args.track:
-        start_wandb(args, run_name)
-    writer = SummaryWriter(f"runs/{run_name}")
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
-    model_path = f"runs/{run_name}/{args.exp_name}.pt"
-    env, action_map = (data.env_id, data.env_kwargs), (action_scale, action_bias)  # the checkpoint and evaluate need them
-
-    bonus = None
-    if args.bonus != "none":  # fit the bonus model to the dataset's (s, a) first; it stays fixed during IQL
-        bonus = Bonus(args.bonus, obs_dim, action_dim).to(device)
-        bonus_optimizer = torch.optim.Adam(bonus.parameters(), lr=1e-3)
-        for step in range(args.bonus_pretrain_steps):
-            batch = sample()
-            loss = bonus.loss_and_bonus(batch.obs, batch.actions)[0]
-            bonus_optimizer.zero_grad()
-            loss.backward()
-            bonus_optimizer.step()
-        bonus.scale.fill_(torch.cat([bonus(dataset.obs[i : i + 65536], dataset.actions[i : i + 65536]) for i in range(0, n, 65536)]).mean())
-        print(f"bonus {args.bonus}: fitted in {args.bonus_pretrain_steps} steps, mean dataset bonus {bonus.scale.item():.4g} (→ 1)")
-
-    start_time = last_print = time.time()
-    step, last_print_step, last_eval, failure, stop = 0, 0, "n/a", None, StopSignal()
-    try:
-        while step < args.total_timesteps and not stop.code:
-            batch = sample()
-            v_loss, v = value_loss(args, critic, critic_target, bonus, batch)
-            v_optimizer.zero_grad()
-            v_loss.backward()
-            v_optimizer.step()
-
-            loss_q = q_loss(args, critic, actor, bonus, batch)
-            q_optimizer.zero_grad()
-            loss_q.backward()
-            q_optimizer.step()
-            soft_update(critic_target.q1, critic.q1, args.tau)  # the Qs only: V has no target in the paper's code
-            soft_update(critic_target.q2, critic.q2, args.tau)
-
-            policy_loss = actor_loss(args, actor, critic_target, critic, bonus, batch)
-            actor_optimizer.zero_grad()
-            policy_loss.backward()
-            actor_optimizer.step()
-            actor_schedule.step()
-            step += 1
-
-            if step % 100 == 0:  # the losses are read back here anyway: stop if they diverged
-                last_finite.check(step, actor, critic, value_loss=v_loss, q_loss=loss_q, actor_loss=policy_loss)
-                writer.add_scalar("losses/value_loss", v_loss, step)
-                writer.add_scalar("losses/q_loss", loss_q, step)
-                writer.add_scalar("losses/actor_loss", policy_loss, step)
-                writer.add_scalar("losses/v_values", v.mean(), step)
-            if args.checkpoint_frequency and step % args.checkpoint_frequency == 0:
-                save_checkpoint(model_path, actor, critic, norm, action_map, env, args)
-            # the learning curve; the final evaluation (after the loop) is its last point
-            if args.eval_frequency and step % args.eval_frequency == 0 and step < args.total_timesteps:
-                last_eval = log_learning_curve(writer, step, evaluate(actor, args, env, norm, action_map, device), data.ref_scores)
-            if time.time() - last_print > 5 or step >= args.total_timesteps:
-                sps = (step - last_print_step) / (time.time() - last_print)
-                print(f"step {step}/{args.total_timesteps}  {sps:.0f} gradient steps/s  "
-                      f"ETA {(args.total_timesteps - step) / max(sps, 1e-9) / 60:.1f} min  eval {last_eval}", flush=True)  # fmt: skip
-                writer.add_scalar("charts/SPS", sps, step)
-                last_print, last_print_step = time.time(), step
-    except FloatingPointError as e:
-        failure = e
-    finally:
-        stop.restore()
-        if args.save_model:
-            save_checkpoint(model_path, *(last_finite.networks if failure else (actor, critic)), norm, action_map, env, args)
-            print(f"model saved to {model_path}" + (" (the last finite weights)" if failure else ""))
-        writer.flush()
+def exit_if_ended_early(failure, stop, global_step: int) -> None:
+    """After the checkpoint is written: exit 1 for a diverged run, 128 + the signal's number for a stopped one."""
     if failure:
         fail(str(failure), code=1)
     if stop.code:
-        print(f"stopped by {signal.Signals(stop.code - 128).name} at step {step}")
+        print(f"stopped by {signal.Signals(stop.code - 128).name} at step {global_step}")
         raise SystemExit(stop.code)
-
-    if args.eval_episodes > 0:
-        returns = evaluate(actor, args, env, norm, action_map, device, f"videos/{run_name}" if args.capture_video else None)
-        for i, episodic_return in enumerate(returns):
-            writer.add_scalar("eval/episodic_return", episodic_return, i)
-        if args.eval_frequency:
-            log_learning_curve(writer, step, returns, data.ref_scores)
-        message = f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes (dataset mean {data.episode_returns.mean():.1f})"
-        if data.ref_scores is not None:
-            scores = normalized_scores(returns, data.ref_scores)
-            for i, score in enumerate(scores):
-                writer.add_scalar("eval/normalized_score", score, i)
-            message += f", normalized score {np.mean(scores):.1f}"
-        else:
-            message += "; no reference scores for this dataset, so no normalized score"
-        print(message)
-    print(f"total time {time.time() - start_time:.0f} s, {step} gradient steps")
-    writer.close()
 
 
 if __name__ == "__main__":

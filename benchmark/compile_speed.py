@@ -1,5 +1,5 @@
-"""torch.compile for `ddpg_td3_sac.py`'s update, measured (it is not a flag: on this CPU it did not help; docs/performance.md): the time
-of one update step (critics, and the actor, temperature and targets
+"""torch.compile for `ddpg_td3_sac.py`'s update, measured (it is not a flag: on this CPU it did not help;
+docs/performance.md): the time of one update step (critics, and the actor, temperature and targets
 at their frequency) eager and compiled, in one process, alternating blocks (A B B A ...), on HalfCheetah-v5's shapes at
 batch 256, one thread. Not a test.
 
@@ -36,11 +36,22 @@ def main():
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     envs.close()
     log_alpha = torch.zeros((), requires_grad=True)
-    optimizers = [torch.optim.Adam(qfs.parameters(), lr=args.q_lr), torch.optim.Adam(actor.parameters(), lr=args.learning_rate),
-                  torch.optim.Adam([log_alpha], lr=args.q_lr) if cli.algo == "sac" else None]  # fmt: skip
-    data = ac.ReplayBatch(obs=torch.randn(256, obs_dim), actions=torch.rand(256, action_dim) * 2 - 1, rewards=torch.randn(256),
-                          next_obs=torch.randn(256, obs_dim), terminated=torch.zeros(256))  # fmt: skip
-    steps = {"eager": (ac.update_critics, ac.update_actor), "compiled": (torch.compile(ac.update_critics), torch.compile(ac.update_actor))}
+    optimizers = [
+        torch.optim.Adam(qfs.parameters(), lr=args.q_lr),
+        torch.optim.Adam(actor.parameters(), lr=args.learning_rate),
+        torch.optim.Adam([log_alpha], lr=args.q_lr) if cli.algo == "sac" else None,
+    ]
+    data = ac.ReplayBatch(
+        obs=torch.randn(256, obs_dim),
+        actions=torch.rand(256, action_dim) * 2 - 1,
+        rewards=torch.randn(256),
+        next_obs=torch.randn(256, obs_dim),
+        terminated=torch.zeros(256),
+    )
+    steps = {
+        "eager": (ac.update_critics, ac.update_actor),
+        "compiled": (torch.compile(ac.update_critics), torch.compile(ac.update_actor)),
+    }
 
     def block(name, n) -> float:
         """Milliseconds per update step over n steps."""
@@ -63,7 +74,10 @@ def main():
             ms[name].append(block(name, cli.steps))
     ratios = np.array(ms["eager"]) / np.array(ms["compiled"])
     for name, values in ms.items():
-        print(f"{cli.algo} {name}: {np.median(values):.2f} ms per update step (median; rounds {np.round(values, 2).tolist()})")
+        print(
+            f"{cli.algo} {name}: {np.median(values):.2f} ms per update step "
+            f"(median; rounds {np.round(values, 2).tolist()})"
+        )
     print(f"{cli.algo}: eager / compiled per round {np.round(ratios, 2).tolist()}, median {np.median(ratios):.2f}")
 
 

@@ -27,11 +27,40 @@ STOP = 70_098
 D4RL_HOPPER_EXPERT = 3234.3  # D4RL's reference return of its SAC expert (d4rl/infos.py, REF_MAX_SCORE of hopper)
 REPLAY, MEDIUM = "hopper/sac-medium-replay-v0", "hopper/sac-medium-v0"
 COMMANDS = {
-    REPLAY: ["--algo", "sac", "--env-id", "Hopper-v5", "--seed", 1, "--total-timesteps", STOP, "--save-model", "--eval-episodes", 10,
-             "--save-dataset", REPLAY, "--dataset-ref-max-score", D4RL_HOPPER_EXPERT, "--threads", 1],
-    MEDIUM: ["--eval-checkpoint", "CHECKPOINT", "--seed", 1, "--eval-episodes", 100, "--save-dataset", MEDIUM,
-             "--dataset-ref-max-score", D4RL_HOPPER_EXPERT, "--threads", 1],
-}  # fmt: skip
+    REPLAY: [
+        "--algo",
+        "sac",
+        "--env-id",
+        "Hopper-v5",
+        "--seed",
+        1,
+        "--total-timesteps",
+        STOP,
+        "--save-model",
+        "--eval-episodes",
+        10,
+        "--save-dataset",
+        REPLAY,
+        "--dataset-ref-max-score",
+        D4RL_HOPPER_EXPERT,
+        "--threads",
+        1,
+    ],
+    MEDIUM: [
+        "--eval-checkpoint",
+        "CHECKPOINT",
+        "--seed",
+        1,
+        "--eval-episodes",
+        100,
+        "--save-dataset",
+        MEDIUM,
+        "--dataset-ref-max-score",
+        D4RL_HOPPER_EXPERT,
+        "--threads",
+        1,
+    ],
+}
 
 
 def summary(dataset_id: str) -> dict:
@@ -40,9 +69,15 @@ def summary(dataset_id: str) -> dict:
     dataset = minari.load_dataset(dataset_id)
     returns = np.array([episode.rewards.sum() for episode in dataset.iterate_episodes()])
     low, high = dataset.storage.metadata["ref_min_score"], dataset.storage.metadata["ref_max_score"]
-    return {"episodes": dataset.total_episodes, "steps": dataset.total_steps, "mean_return": round(float(returns.mean()), 1),
-            "normalized_score": round(float(100 * (returns.mean() - low) / (high - low)), 1), "ref_min_score": low,
-            "ref_max_score": high, "command": "python ddpg_td3_sac.py " + " ".join(map(str, COMMANDS[dataset_id]))}  # fmt: skip
+    return {
+        "episodes": dataset.total_episodes,
+        "steps": dataset.total_steps,
+        "mean_return": round(float(returns.mean()), 1),
+        "normalized_score": round(float(100 * (returns.mean() - low) / (high - low)), 1),
+        "ref_min_score": low,
+        "ref_max_score": high,
+        "command": "python ddpg_td3_sac.py " + " ".join(map(str, COMMANDS[dataset_id])),
+    }
 
 
 def main():

@@ -27,8 +27,23 @@ import dqn_atari as dqn  # noqa: E402
 
 def timed_run(steps: int, prioritized: bool, workdir: Path) -> float:
     """Seconds of one `dqn_atari.main` run (env, replay, network and training; no evaluation)."""
-    argv = ["--env-id", "BreakoutNoFrameskip-v4", "--total-timesteps", steps, "--learning-starts", 500, "--buffer-size", 1_000_000,
-            "--threads", 1, "--eval-episodes", 0, "--no-cuda", "--exp-name", "benchmark"]  # fmt: skip
+    argv = [
+        "--env-id",
+        "BreakoutNoFrameskip-v4",
+        "--total-timesteps",
+        steps,
+        "--learning-starts",
+        500,
+        "--buffer-size",
+        1_000_000,
+        "--threads",
+        1,
+        "--eval-episodes",
+        0,
+        "--no-cuda",
+        "--exp-name",
+        "benchmark",
+    ]
     args = tyro.cli(dqn.Args, args=[*map(str, argv), *(["--prioritized"] if prioritized else [])])
     start = time.perf_counter()
     dqn.main(args)
@@ -49,11 +64,16 @@ def main():
         order = [True, False] if pair % 2 == 0 else [False, True]
         seconds = {prioritized: timed_run(options.steps, prioritized, options.workdir) for prioritized in order}
         ratios.append(seconds[True] / seconds[False])
-        print(f"pair {pair + 1}: prioritized {seconds[True]:.1f} s, uniform {seconds[False]:.1f} s, ratio {ratios[-1]:.3f}",
-              flush=True)  # fmt: skip
+        print(
+            f"pair {pair + 1}: prioritized {seconds[True]:.1f} s, uniform {seconds[False]:.1f} s, "
+            f"ratio {ratios[-1]:.3f}",
+            flush=True,
+        )
     median = statistics.median(ratios)
-    print(f"prioritized / uniform, end to end: median {median:.3f} (min {min(ratios):.3f}, max {max(ratios):.3f}) over "
-          f"{len(ratios)} pairs; bound 1.15")  # fmt: skip
+    print(
+        f"prioritized / uniform, end to end: median {median:.3f} (min {min(ratios):.3f}, max {max(ratios):.3f}) over "
+        f"{len(ratios)} pairs; bound 1.15"
+    )
     raise SystemExit(0 if median <= 1.15 else 1)
 
 

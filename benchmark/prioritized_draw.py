@@ -48,7 +48,7 @@ def main():
 
     times = {"sum tree (draw + update)": [], "inverse CDF (cumsum + searchsorted + update)": []}
     for _ in range(options.rounds):
-        for (name, f) in zip(times, (sum_tree, inverse_cdf)):
+        for name, f in zip(times, (sum_tree, inverse_cdf)):
             f()
             if options.cuda:
                 torch.cuda.synchronize()
@@ -58,7 +58,10 @@ def main():
             if options.cuda:
                 torch.cuda.synchronize()
             times[name].append((time.perf_counter() - start) / options.calls * 1e3)
-    print(f"{n} slots, batch {batch}, {device}, {options.threads} thread(s): ms per batch, median (min-max) of {options.rounds} rounds")
+    print(
+        f"{n} slots, batch {batch}, {device}, {options.threads} thread(s): "
+        f"ms per batch, median (min-max) of {options.rounds} rounds"
+    )
     for name, ms in times.items():
         print(f"  {name:<46} {statistics.median(ms):7.3f} ({min(ms):.3f}-{max(ms):.3f})")
     ratio = statistics.median(a / b for a, b in zip(*times.values()))

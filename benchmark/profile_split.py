@@ -51,7 +51,9 @@ def main():
                 times[part][1] += calls
         if name == "flush":  # a flush runs inside add or sample: count it once, as its own part
             for (_, _, caller), (_, _, _, from_caller) in callers.items():
-                times["replay add (without flush)" if caller == "add" else "replay sample (without flush)"][0] -= from_caller
+                times["replay add (without flush)" if caller == "add" else "replay sample (without flush)"][0] -= (
+                    from_caller
+                )
     print(f"{script} main: {total:.2f} s under the profiler")
     for part, (seconds, calls) in times.items():
         per_call = f"{seconds / calls * 1e6:8.0f} µs per call ({calls} calls)" if calls else ""

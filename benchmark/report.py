@@ -54,16 +54,26 @@ def normalized_score(result: dict) -> float:
     return float(points[-1][1]) if points else float("nan")
 
 
-METRICS = {"train_return_last100": train_return_last100, "eval_return": eval_return, "eval_return_at": eval_return_at,
-           "normalized_score": normalized_score}  # fmt: skip
-METRIC_NAMES = {"train_return_last100": f"mean training episodic return over the last {WINDOW} episodes",
-                "eval_return": "mean return of the final evaluation",
-                "eval_return_at": "mean return of the deterministic evaluation",
-                "normalized_score": "normalised score of the final evaluation"}  # fmt: skip
+METRICS = {
+    "train_return_last100": train_return_last100,
+    "eval_return": eval_return,
+    "eval_return_at": eval_return_at,
+    "normalized_score": normalized_score,
+}
+METRIC_NAMES = {
+    "train_return_last100": f"mean training episodic return over the last {WINDOW} episodes",
+    "eval_return": "mean return of the final evaluation",
+    "eval_return_at": "mean return of the deterministic evaluation",
+    "normalized_score": "normalised score of the final evaluation",
+}
 # what each suite's table gives per (script, env): (metric, step); step None is the run's end
 MEASURES = defaultdict(lambda: [("train_return_last100", None), ("eval_return", None)])
-MEASURES["mujoco"] = [("eval_return_at", 100_000), ("eval_return_at", 300_000), ("train_return_last100", None),
-                      ("train_return_last100", 1_000_000)]  # fmt: skip
+MEASURES["mujoco"] = [
+    ("eval_return_at", 100_000),
+    ("eval_return_at", 300_000),
+    ("train_return_last100", None),
+    ("train_return_last100", 1_000_000),
+]
 MEASURES["offline"] = [("normalized_score", None), ("eval_return", None)]
 CURVES = defaultdict(lambda: ("curve", f"training return ({WINDOW}-episode mean)", "environment steps"))  # the plots' y
 CURVES["mujoco"] = ("eval_curve", "evaluation return (10 episodes)", "environment steps")
@@ -105,8 +115,11 @@ def load_results(results_dir: Path, runs: list[Run]) -> dict:
 def load_anchors(suite: str) -> dict:
     """{(name, env_id, metric, step): anchor} of the suite; name is the script, with `:variant` where it has one."""
     anchors = tomllib.loads((HERE / "anchors.toml").read_text())["anchor"]
-    return {(a["script"] + (f":{a['variant']}" if a.get("variant") else ""), a["env_id"], a["metric"], a["step"]): a
-            for a in anchors if a["suite"] == suite}  # fmt: skip
+    return {
+        (a["script"] + (f":{a['variant']}" if a.get("variant") else ""), a["env_id"], a["metric"], a["step"]): a
+        for a in anchors
+        if a["suite"] == suite
+    }
 
 
 def total_steps(run: Run) -> int:
@@ -119,8 +132,12 @@ def anchor_range(anchor: dict) -> tuple[float, float]:
     return anchor["mean"] - half, anchor["mean"] + half
 
 
-METRIC_SHORT = {"train_return_last100": f"train return, last {WINDOW} episodes", "eval_return": "final eval return",
-                "eval_return_at": "eval return", "normalized_score": "final normalised score"}  # fmt: skip
+METRIC_SHORT = {
+    "train_return_last100": f"train return, last {WINDOW} episodes",
+    "eval_return": "final eval return",
+    "eval_return_at": "eval return",
+    "normalized_score": "final normalised score",
+}
 
 
 def fmt(x, digits=1) -> str:
@@ -134,8 +151,11 @@ def table(suite: str, runs: list[Run], grouped: dict, anchors: dict) -> list[str
     for run in runs:
         planned[(run.name, run.env_id)] += 1
         ends[(run.name, run.env_id)] = total_steps(run)
-    lines = ["| script | env | seeds | measure | ours: mean ± std over seeds | 95% CI | anchor | vs the anchor's band | "
-             "wall per run |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| script | env | seeds | measure | ours: mean ± std over seeds | 95% CI | anchor | vs the anchor's band | "
+        "wall per run |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for (name, env_id), n_planned in planned.items():
         results = grouped.get((name, env_id), [])
         wall = f"{np.mean([r['wall_s'] for r in results]) / 60:.1f} min" if results else ""
@@ -156,15 +176,23 @@ def table(suite: str, runs: list[Run], grouped: dict, anchors: dict) -> list[str
             lo, hi = bootstrap_ci(scores)
             where, anchor_text = "", "none"
             if anchor:
-                half = (f"± {anchor['std']}" if "std" in anchor else f"± {anchor['band']} (read off a plot)" if "band" in anchor
-                        else "(not comparable: another dataset)")  # fmt: skip
-                anchor_text = f"{anchor['label']}: {anchor['mean']} {half} [^{list(anchors).index((name, env_id, metric_name, step)) + 1}]"
+                half = (
+                    f"± {anchor['std']}"
+                    if "std" in anchor
+                    else f"± {anchor['band']} (read off a plot)"
+                    if "band" in anchor
+                    else "(not comparable: another dataset)"
+                )
+                footnote = list(anchors).index((name, env_id, metric_name, step)) + 1
+                anchor_text = f"{anchor['label']}: {anchor['mean']} {half} [^{footnote}]"
                 if scores and "context" not in anchor:
                     a_lo, a_hi = anchor_range(anchor)
                     m = np.mean(scores)
                     where = "inside" if a_lo <= m <= a_hi else ("above" if m > a_hi else "below")
-            lines.append(f"| {name} | {env_id} | {len(scores)}/{n_planned} | {METRIC_SHORT[metric_name]} at {step:,} | {ours} | "
-                         f"{f'{fmt(lo)} – {fmt(hi)}' if len(scores) > 1 else ''} | {anchor_text} | {where} | {wall} |")  # fmt: skip
+            lines.append(
+                f"| {name} | {env_id} | {len(scores)}/{n_planned} | {METRIC_SHORT[metric_name]} at {step:,} | {ours} | "
+                f"{f'{fmt(lo)} – {fmt(hi)}' if len(scores) > 1 else ''} | {anchor_text} | {where} | {wall} |"
+            )
     return lines
 
 
@@ -176,7 +204,11 @@ def iqm_lines(grouped: dict, anchors: dict) -> list[str]:
     from rliable import metrics
 
     by_script = defaultdict(dict)
-    published = {(name, env_id): a["mean"] for (name, env_id, measure, _), a in anchors.items() if measure == "train_return_last100"}
+    published = {
+        (name, env_id): a["mean"]
+        for (name, env_id, measure, _), a in anchors.items()
+        if measure == "train_return_last100"
+    }
     for (script, env_id), results in grouped.items():
         if (("dqn_atari.py", env_id) in published) and results:
             reference = published.get((script, env_id), published[("dqn_atari.py", env_id)])
@@ -187,15 +219,24 @@ def iqm_lines(grouped: dict, anchors: dict) -> list[str]:
         scores = {script: np.array([v[:n] for v in games.values()]).T}  # [runs, games]
         if n < 1 or len(games) < 2:
             continue
-        point, interval = rly.get_interval_estimates(scores, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=2000,
-                                                        random_state=np.random.RandomState(0))  # fmt: skip
-        lines.append(f"| {script} | {len(games)} ({', '.join(g.split('/')[-1] for g in games)}) | {n} | "
-                     f"{point[script][0]:.2f} | {interval[script][0, 0]:.2f} – {interval[script][1, 0]:.2f} |")  # fmt: skip
+        point, interval = rly.get_interval_estimates(
+            scores, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=2000, random_state=np.random.RandomState(0)
+        )
+        lines.append(
+            f"| {script} | {len(games)} ({', '.join(g.split('/')[-1] for g in games)}) | {n} | "
+            f"{point[script][0]:.2f} | {interval[script][0, 0]:.2f} – {interval[script][1, 0]:.2f} |"
+        )
     if not lines:
         return []
-    return ["", "Aggregate over games: IQM of our score divided by the MinAtar paper's DQN score (1.0 = the published "
-            "score), stratified-bootstrap 95% CI (rliable):", "", "| script | games | seeds per game | IQM | 95% CI |",
-            "|---|---|---|---|---|", *lines]  # fmt: skip
+    return [
+        "",
+        "Aggregate over games: IQM of our score divided by the MinAtar paper's DQN score (1.0 = the published "
+        "score), stratified-bootstrap 95% CI (rliable):",
+        "",
+        "| script | games | seeds per game | IQM | 95% CI |",
+        "|---|---|---|---|---|",
+        *lines,
+    ]
 
 
 def plot(suite: str, runs: list[Run], grouped: dict, anchors: dict, path: Path, datasets: dict):
@@ -223,17 +264,26 @@ def plot(suite: str, runs: list[Run], grouped: dict, anchors: dict, path: Path, 
             for (name, env, _, _), anchor in anchors.items():
                 if (name, env) == (script, env_id):
                     lo, hi = anchor_range(anchor)
-                    ax.errorbar([anchor["step"]], [anchor["mean"]], yerr=[[anchor["mean"] - lo], [hi - anchor["mean"]]],
-                                fmt="*" if "context" not in anchor else "x", markersize=12, color=colours[script], capsize=4,
-                                label=f"{anchor['label']} ({anchor['step']:,})")  # fmt: skip
+                    ax.errorbar(
+                        [anchor["step"]],
+                        [anchor["mean"]],
+                        yerr=[[anchor["mean"] - lo], [hi - anchor["mean"]]],
+                        fmt="*" if "context" not in anchor else "x",
+                        markersize=12,
+                        color=colours[script],
+                        capsize=4,
+                        label=f"{anchor['label']} ({anchor['step']:,})",
+                    )
         if env_id in datasets:
-            ax.axhline(datasets[env_id]["normalized_score"], color="black", linestyle="--", label="the dataset's episodes")
+            ax.axhline(
+                datasets[env_id]["normalized_score"], color="black", linestyle="--", label="the dataset's episodes"
+            )
         ax.set_title(env_id)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(envs):]:
+    for ax in list(axes.flat)[len(envs) :]:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
@@ -244,27 +294,43 @@ def report(suite: str, results_dir: Path, out_dir: Path) -> str:
     runs = SUITES[suite]
     grouped, anchors = load_results(results_dir, runs), load_anchors(suite)
     done = sum(len(v) for v in grouped.values())
-    lines = [f"# Benchmark suite `{suite}`", "",
-             f"{done} of {len(runs)} runs finished. Ours: the mean over seeds (± std over seeds, numpy's ddof = 0) of each "
-             "run's measure; the 95% CI is a percentile bootstrap over seeds. Measures: "
-             + "; ".join(f"{METRIC_SHORT[m]}: the {METRIC_NAMES[m]}" for m in dict.fromkeys(m for m, _ in MEASURES[suite]))
-             + ". Evaluations are the script's own (--eval-episodes; greedy or deterministic, at --eval-epsilon for the "
-             "Atari scripts). \"vs the anchor's band\": where our mean falls against the anchor's mean ± std (or ± its "
-             "reading error).", "",
-             f"Reproduce: `python benchmark/run.py --suite {suite} && python benchmark/report.py --suite {suite}`", "",
-             *table(suite, runs, grouped, anchors)]  # fmt: skip
+    lines = [
+        f"# Benchmark suite `{suite}`",
+        "",
+        f"{done} of {len(runs)} runs finished. Ours: the mean over seeds (± std over seeds, numpy's ddof = 0) of each "
+        "run's measure; the 95% CI is a percentile bootstrap over seeds. Measures: "
+        + "; ".join(f"{METRIC_SHORT[m]}: the {METRIC_NAMES[m]}" for m in dict.fromkeys(m for m, _ in MEASURES[suite]))
+        + ". Evaluations are the script's own (--eval-episodes; greedy or deterministic, at --eval-epsilon for the "
+        "Atari scripts). \"vs the anchor's band\": where our mean falls against the anchor's mean ± std (or ± its "
+        "reading error).",
+        "",
+        f"Reproduce: `python benchmark/run.py --suite {suite} && python benchmark/report.py --suite {suite}`",
+        "",
+        *table(suite, runs, grouped, anchors),
+    ]
     if suite in MULTI_GAME:
         lines += iqm_lines(grouped, anchors)
-    datasets = json.loads((results_dir / "datasets.json").read_text()) if (results_dir / "datasets.json").exists() else {}
+    datasets = (
+        json.loads((results_dir / "datasets.json").read_text()) if (results_dir / "datasets.json").exists() else {}
+    )
     if datasets:
-        lines += ["", "The datasets (`python benchmark/offline_datasets.py` builds them), with their reference returns:", "",
-                  "| dataset | episodes | transitions | mean return | normalised score | random, expert return | command |",
-                  "|---|---|---|---|---|---|---|"]  # fmt: skip
-        lines += [f"| {name} | {d['episodes']} | {d['steps']:,} | {d['mean_return']} | {d['normalized_score']} | "
-                  f"{d['ref_min_score']:.1f}, {d['ref_max_score']} | `{d['command']}` |" for name, d in datasets.items()]  # fmt: skip
+        lines += [
+            "",
+            "The datasets (`python benchmark/offline_datasets.py` builds them), with their reference returns:",
+            "",
+            "| dataset | episodes | transitions | mean return | normalised score | random, expert return | command |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {d['episodes']} | {d['steps']:,} | {d['mean_return']} | {d['normalized_score']} | "
+            f"{d['ref_min_score']:.1f}, {d['ref_max_score']} | `{d['command']}` |"
+            for name, d in datasets.items()
+        ]
     if anchors:
-        lines += ["", "Anchors:", ""] + [f"[^{i + 1}]: {a['source']}; {METRIC_NAMES[a['metric']]} at {a['step']:,} steps" for i, a in
-                                          enumerate(anchors.values())]  # fmt: skip
+        lines += ["", "Anchors:", ""] + [
+            f"[^{i + 1}]: {a['source']}; {METRIC_NAMES[a['metric']]} at {a['step']:,} steps"
+            for i, a in enumerate(anchors.values())
+        ]
     failed = sorted(p.name.removesuffix(".failed.json") for p in results_dir.glob("*.failed.json"))
     if failed:
         lines += ["", f"Failed runs (run the suite again to retry): {', '.join(failed)}"]

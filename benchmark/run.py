@@ -29,7 +29,9 @@ from suites import SUITES, Run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmark" / "results"
-if __name__ != "__main__":  # imported (as the tests do): Ray's workers could not import this module, so ship it by value
+if (
+    __name__ != "__main__"
+):  # imported (as the tests do): Ray's workers could not import this module, so ship it by value
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
@@ -54,11 +56,14 @@ def summarise(episodes, eval_returns, total_steps, eval_curve=(), eval_scores=()
     ([step, mean return], and [step, mean normalised score] where the script logs one)."""
     steps = np.linspace(total_steps / CURVE_POINTS, total_steps, CURVE_POINTS).round()
     values = moving_average(episodes, steps)
-    return {"curve": [[int(s), None if np.isnan(v) else round(float(v), 3)] for s, v in zip(steps, values)],
-            "train_return_last100": float(np.mean([r for _, r in episodes][-WINDOW:])) if len(episodes) else None,
-            "episodes": len(episodes), "eval_returns": list(eval_returns),
-            "eval_curve": [[int(s), round(float(v), 3)] for s, v in eval_curve],
-            "eval_curve_normalized": [[int(s), round(float(v), 3)] for s, v in eval_scores]}  # fmt: skip
+    return {
+        "curve": [[int(s), None if np.isnan(v) else round(float(v), 3)] for s, v in zip(steps, values)],
+        "train_return_last100": float(np.mean([r for _, r in episodes][-WINDOW:])) if len(episodes) else None,
+        "episodes": len(episodes),
+        "eval_returns": list(eval_returns),
+        "eval_curve": [[int(s), round(float(v), 3)] for s, v in eval_curve],
+        "eval_curve_normalized": [[int(s), round(float(v), 3)] for s, v in eval_scores],
+    }
 
 
 def read_run_dir(run_dir: Path, total_steps: int) -> dict:
@@ -68,9 +73,16 @@ def read_run_dir(run_dir: Path, total_steps: int) -> dict:
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     acc.Reload()
     tags = ("charts/episodic_return", "eval/episodic_return", "eval/mean_return", "eval/mean_normalized_score")
-    scalars = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else [] for tag in tags}
-    return summarise(scalars["charts/episodic_return"], [v for _, v in scalars["eval/episodic_return"]], total_steps,
-                     scalars["eval/mean_return"], scalars["eval/mean_normalized_score"])  # fmt: skip
+    scalars = {
+        tag: [(e.step, e.value) for e in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else [] for tag in tags
+    }
+    return summarise(
+        scalars["charts/episodic_return"],
+        [v for _, v in scalars["eval/episodic_return"]],
+        total_steps,
+        scalars["eval/mean_return"],
+        scalars["eval/mean_normalized_score"],
+    )
 
 
 @ray.remote(num_cpus=1)
@@ -78,26 +90,51 @@ def execute(run: dict, tail_lines: int = 30) -> dict:
     """Start the script in a fresh folder, wait for it, and return its metrics (or its last lines if it failed). The
     task's working directory is the repository, which Ray ships to every node (`runtime_env` in `run_suite`)."""
     repo = Path.cwd()
-    command = [sys.executable, str(repo / run["script"]), run["env_flag"], run["env_id"], "--seed", str(run["seed"]), "--threads", "1",
-               *run["flags"]]  # fmt: skip
+    command = [
+        sys.executable,
+        str(repo / run["script"]),
+        run["env_flag"],
+        run["env_id"],
+        "--seed",
+        str(run["seed"]),
+        "--threads",
+        "1",
+        *run["flags"],
+    ]
     with tempfile.TemporaryDirectory() as cwd:
         start = time.time()
-        proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        proc = subprocess.run(
+            command, cwd=cwd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1")
+        )
         wall = time.time() - start
         lines = (proc.stdout + proc.stderr).splitlines()
-        result = {"run": run, "command": " ".join(command[1:]).replace(str(repo) + "/", ""), "wall_s": round(wall, 1),
-                  "returncode": proc.returncode, "tail": lines[-tail_lines:], "host": os.uname().nodename}  # fmt: skip
+        result = {
+            "run": run,
+            "command": " ".join(command[1:]).replace(str(repo) + "/", ""),
+            "wall_s": round(wall, 1),
+            "returncode": proc.returncode,
+            "tail": lines[-tail_lines:],
+            "host": os.uname().nodename,
+        }
         if proc.returncode == 0:
             run_dirs = list(Path(cwd, "runs").iterdir())
             total = int(run["flags"][run["flags"].index("--total-timesteps") + 1])
-            result.update(read_run_dir(run_dirs[0], total) if len(run_dirs) == 1 else {"returncode": -1, "tail": lines[-tail_lines:] + [
-                f"runner: expected one run folder, found {len(run_dirs)}"]})  # fmt: skip
+            result.update(
+                read_run_dir(run_dirs[0], total)
+                if len(run_dirs) == 1
+                else {
+                    "returncode": -1,
+                    "tail": lines[-tail_lines:] + [f"runner: expected one run folder, found {len(run_dirs)}"],
+                }
+            )
     return result
 
 
 def git_commit() -> str:
     out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+    )
     return (out.stdout.strip() or "unknown") + ("+changes" if dirty.stdout.strip() else "")
 
 
@@ -114,13 +151,21 @@ def run_suite(suite: str, runs: list[Run], results_dir: Path, address=None, num_
     as the cluster's CPUs allow); return the failures."""
     results_dir.mkdir(parents=True, exist_ok=True)
     todo = [r for r in runs if not (results_dir / f"{r.id}.json").exists()]
-    print(f"suite {suite}: {len(runs)} runs, {len(runs) - len(todo)} finished before (skipped), {len(todo)} to run", flush=True)
+    print(
+        f"suite {suite}: {len(runs)} runs, {len(runs) - len(todo)} finished before (skipped), {len(todo)} to run",
+        flush=True,
+    )
     if not todo:
         return []
     excludes = ["/.git", ".ruff_cache/", "runs/", "videos/", "benchmark/results/", "__pycache__/", "*.pt", "wandb/"]
     # "local": a new instance on this machine, even where another one runs (ray.init() alone would join that one)
-    ray.init(address=address or "local", num_cpus=None if address else num_cpus, include_dashboard=False, log_to_driver=False,
-             runtime_env={"working_dir": str(ROOT), "excludes": excludes})  # fmt: skip
+    ray.init(
+        address=address or "local",
+        num_cpus=None if address else num_cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"working_dir": str(ROOT), "excludes": excludes},
+    )
     print(f"ray: {ray.cluster_resources().get('CPU', 0):.0f} CPUs", flush=True)
     commit, failures, started = git_commit(), [], time.time()
     queue, pending = list(todo), {}
@@ -146,7 +191,8 @@ def run_suite(suite: str, runs: list[Run], results_dir: Path, address=None, num_
             if result["returncode"] == 0:
                 (results_dir / f"{run.id}.json").write_text(json.dumps(result))
                 (results_dir / f"{run.id}.failed.json").unlink(missing_ok=True)
-                what = f"eval {sum(result['eval_returns']) / max(len(result['eval_returns']), 1):.1f}, {result['wall_s']:.0f} s"
+                mean_eval = sum(result["eval_returns"]) / max(len(result["eval_returns"]), 1)
+                what = f"eval {mean_eval:.1f}, {result['wall_s']:.0f} s"
             else:
                 (results_dir / f"{run.id}.failed.json").write_text(json.dumps(result))
                 failures.append(result)
@@ -156,25 +202,47 @@ def run_suite(suite: str, runs: list[Run], results_dir: Path, address=None, num_
     finally:
         ray.shutdown()
     if failures:
-        print(f"{len(failures)} runs failed: " + ", ".join(Run(**f["run"]).id for f in failures) + "; run again to retry them")
+        print(
+            f"{len(failures)} runs failed: "
+            + ", ".join(Run(**f["run"]).id for f in failures)
+            + "; run again to retry them"
+        )
     return failures
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", required=True, choices=sorted(SUITES))
-    parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="a Ray cluster to join (default: RAY_ADDRESS, "
-                        "else a local instance)")  # fmt: skip
-    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local instance, so runs in parallel "
-                        "(default: every core)")  # fmt: skip
-    parser.add_argument("--parallel", type=int, default=None, help="at most this many runs at a time (default: as many as "
-                        "the cluster has CPUs), so that suites can share a cluster")  # fmt: skip
-    parser.add_argument("--only", default="", help="run only the runs whose id (<script>__<env>__s<seed>) matches this "
-                        "regular expression, e.g. '^dqn_atari__', 'Breakout', 's1$'")  # fmt: skip
+    parser.add_argument(
+        "--address",
+        default=os.environ.get("RAY_ADDRESS"),
+        help="a Ray cluster to join (default: RAY_ADDRESS, else a local instance)",
+    )
+    parser.add_argument(
+        "--num-cpus",
+        type=int,
+        default=None,
+        help="CPUs of the local instance, so runs in parallel (default: every core)",
+    )
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        default=None,
+        help="at most this many runs at a time (default: as many as "
+        "the cluster has CPUs), so that suites can share a cluster",
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="run only the runs whose id (<script>__<env>__s<seed>) matches this "
+        "regular expression, e.g. '^dqn_atari__', 'Breakout', 's1$'",
+    )
     parser.add_argument("--results-dir", type=Path, default=None, help="default: benchmark/results/<suite>")
     args = parser.parse_args()
     runs = [r for r in SUITES[args.suite] if re.search(args.only, r.id)]
-    failures = run_suite(args.suite, runs, args.results_dir or RESULTS / args.suite, args.address, args.num_cpus, args.parallel)
+    failures = run_suite(
+        args.suite, runs, args.results_dir or RESULTS / args.suite, args.address, args.num_cpus, args.parallel
+    )
     sys.exit(1 if failures else 0)
 
 

@@ -31,16 +31,42 @@ class Run(NamedTuple):
 def runs(scripts, env_ids, seeds, flags=(), per_script=None) -> list[Run]:
     """Every (script, env, seed), scripts outermost so that a suite's first runs are one script's complete table."""
     per_script = per_script or {}
-    return [Run(s, e, seed, tuple(map(str, (*flags, *per_script.get(s, ()))))) for s in scripts for seed in seeds for e in env_ids]
+    return [
+        Run(s, e, seed, tuple(map(str, (*flags, *per_script.get(s, ())))))
+        for s in scripts
+        for seed in seeds
+        for e in env_ids
+    ]
 
 
 # CleanRL's classic-control protocol (cleanrl/dqn.py and c51.py defaults at fe8d8a03; benchmark/dqn.sh and c51.sh): 500k
 # steps, Adam 2.5e-4, buffer 10k, batch 128, hard target copy every 500 steps, ε 1 -> 0.05 over half the run, learning
 # from 10k, a gradient step every 10, MSE loss for DQN. C51: 101 atoms on [-100, 100], Adam eps 0.01/128. CleanRL's
 # MLP is 120-84 units, ours 128-128. QR-DQN, IQN and FQF run the same protocol (with C51's Adam eps), with no anchor.
-CLASSIC = ["--total-timesteps", 500_000, "--learning-rate", 2.5e-4, "--buffer-size", 10_000, "--batch-size", 128,
-           "--target-network-frequency", 500, "--start-e", 1.0, "--end-e", 0.05, "--exploration-fraction", 0.5,
-           "--learning-starts", 10_000, "--train-frequency", 10, "--gamma", 0.99]  # fmt: skip
+CLASSIC = [
+    "--total-timesteps",
+    500_000,
+    "--learning-rate",
+    2.5e-4,
+    "--buffer-size",
+    10_000,
+    "--batch-size",
+    128,
+    "--target-network-frequency",
+    500,
+    "--start-e",
+    1.0,
+    "--end-e",
+    0.05,
+    "--exploration-fraction",
+    0.5,
+    "--learning-starts",
+    10_000,
+    "--train-frequency",
+    10,
+    "--gamma",
+    0.99,
+]
 CLASSIC_ENVS = ["CartPole-v1", "Acrobot-v1", "MountainCar-v0"]
 CLASSIC_PER_SCRIPT = {
     "dqn_atari.py": ["--loss", "mse"],
@@ -54,20 +80,72 @@ CLASSIC_PER_SCRIPT = {
 # per frame, target copy every 1000 frames, 5000 random frames, then ε 1 -> 0.1 over 100k frames, Huber loss, γ 0.99,
 # step size 2.5e-4. The paper's optimiser is centred RMSprop (α 0.95, eps 0.01); the script uses Adam (eps 1e-8).
 # Our ε anneals from frame 0 over the first 100k frames; theirs from frame 5000, after the random frames.
-MINATAR_DQN = ["--total-timesteps", 1_000_000, "--buffer-size", 100_000, "--batch-size", 32, "--train-frequency", 1,
-               "--target-network-frequency", 1000, "--learning-starts", 5000, "--start-e", 1.0, "--end-e", 0.1,
-               "--exploration-fraction", 0.1, "--learning-rate", 2.5e-4, "--gamma", 0.99, "--loss", "huber"]  # fmt: skip
+MINATAR_DQN = [
+    "--total-timesteps",
+    1_000_000,
+    "--buffer-size",
+    100_000,
+    "--batch-size",
+    32,
+    "--train-frequency",
+    1,
+    "--target-network-frequency",
+    1000,
+    "--learning-starts",
+    5000,
+    "--start-e",
+    1.0,
+    "--end-e",
+    0.1,
+    "--exploration-fraction",
+    0.1,
+    "--learning-rate",
+    2.5e-4,
+    "--gamma",
+    0.99,
+    "--loss",
+    "huber",
+]
 # The paper's agents choose among all six actions (examples/dqn.py: `env.num_actions()`), which are the v0 ids; v1 ids
 # have each game's minimal action set.
-MINATAR_GAMES = ["MinAtar/Breakout-v0", "MinAtar/SpaceInvaders-v0", "MinAtar/Asterix-v0", "MinAtar/Freeway-v0", "MinAtar/Seaquest-v0"]
+MINATAR_GAMES = [
+    "MinAtar/Breakout-v0",
+    "MinAtar/SpaceInvaders-v0",
+    "MinAtar/Asterix-v0",
+    "MinAtar/Freeway-v0",
+    "MinAtar/Seaquest-v0",
+]
 # Revisiting Rainbow's MinAtar settings (Obando-Ceron & Castro 2021; revisiting_rainbow/Configs/{rainbow,quantile,
 # implicit}_breakout.gin in JohanSamir/revisiting_rainbow, with Dopamine's defaults for ε): Adam 1e-4, eps 3.125e-4,
 # replay 100k, batch 32, learning from 1000 steps, a gradient step every 4, target copy every 1000, ε 1 -> 0.01 over
 # 250k steps. C51 is their Rainbow gin without its extras (51 atoms on [-100, 100]); QR-DQN 51 quantiles; IQN 32 τ
 # samples for the online, target and acting estimates, a 64-cosine embedding. Their runs are 10M frames; ours 1M.
-MINATAR_RR = ["--total-timesteps", 1_000_000, "--buffer-size", 100_000, "--batch-size", 32, "--train-frequency", 4,
-              "--target-network-frequency", 1000, "--learning-starts", 1000, "--start-e", 1.0, "--end-e", 0.01,
-              "--exploration-fraction", 0.25, "--learning-rate", 1e-4, "--adam-eps", 3.125e-4, "--gamma", 0.99]  # fmt: skip
+MINATAR_RR = [
+    "--total-timesteps",
+    1_000_000,
+    "--buffer-size",
+    100_000,
+    "--batch-size",
+    32,
+    "--train-frequency",
+    4,
+    "--target-network-frequency",
+    1000,
+    "--learning-starts",
+    1000,
+    "--start-e",
+    1.0,
+    "--end-e",
+    0.01,
+    "--exploration-fraction",
+    0.25,
+    "--learning-rate",
+    1e-4,
+    "--adam-eps",
+    3.125e-4,
+    "--gamma",
+    0.99,
+]
 MINATAR_RR_PER_SCRIPT = {
     "c51_atari.py": ["--n-atoms", 51, "--v-min", -100, "--v-max", 100],
     "qrdqn_atari.py": ["--n-quantiles", 51],
@@ -95,13 +173,21 @@ MINATAR_RAINBOWS = {
 # bc98e62 of sfujim/TD3): 10k random steps, batch 100, Adam 1e-3; their 400-300 networks are 256-256 here.
 MUJOCO_ENVS = ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"]
 MUJOCO = ["--total-timesteps", 300_000, "--eval-frequency", 10_000, "--eval-episodes", 10]
-MUJOCO_PER_ALGO = {"td3": ["--learning-starts", 10_000, "--batch-size", 100, "--learning-rate", 1e-3], "sac": [], "ddpg": []}
+MUJOCO_PER_ALGO = {
+    "td3": ["--learning-starts", 10_000, "--batch-size", 100, "--learning-rate", 1e-3],
+    "sac": [],
+    "ddpg": [],
+}
 
 
 def mujoco_runs(seeds) -> list[Run]:
     """Seeds outermost, so that a suite stopped early has every algorithm on every env."""
-    return [Run("ddpg_td3_sac.py", env_id, seed, tuple(map(str, ["--algo", algo, *MUJOCO, *flags])), variant=algo)
-            for seed in seeds for algo, flags in MUJOCO_PER_ALGO.items() for env_id in MUJOCO_ENVS]  # fmt: skip
+    return [
+        Run("ddpg_td3_sac.py", env_id, seed, tuple(map(str, ["--algo", algo, *MUJOCO, *flags])), variant=algo)
+        for seed in seeds
+        for algo, flags in MUJOCO_PER_ALGO.items()
+        for env_id in MUJOCO_ENVS
+    ]
 
 
 # offline: IQL on the datasets of benchmark/offline_datasets.py, the paper's locomotion settings (its defaults here),
@@ -109,35 +195,98 @@ def mujoco_runs(seeds) -> list[Run]:
 # actor loss with β = 0 (every weight 1: plain log-likelihood); the extensions are the script's flags.
 OFFLINE_DATASETS = ["hopper/sac-medium-replay-v0", "hopper/sac-medium-v0"]
 OFFLINE = ["--preset", "locomotion", "--total-timesteps", 50_000, "--eval-frequency", 5000, "--eval-episodes", 10]
-OFFLINE_VARIANTS = {"iql": [], "bc": ["--beta", 0.0], "d2rl": ["--d2rl"], "rnd": ["--bonus", "rnd"], "cvae": ["--bonus", "cvae"],
-                    "distributional": ["--distributional"]}  # fmt: skip
+OFFLINE_VARIANTS = {
+    "iql": [],
+    "bc": ["--beta", 0.0],
+    "d2rl": ["--d2rl"],
+    "rnd": ["--bonus", "rnd"],
+    "cvae": ["--bonus", "cvae"],
+    "distributional": ["--distributional"],
+}
 
 
 def offline_runs(seeds) -> list[Run]:
     """Seeds outermost, then IQL and BC on every dataset before the extensions, so that a suite stopped early has the
     IQL paper's comparison first."""
     groups = [["iql", "bc"], ["d2rl", "rnd", "cvae", "distributional"]]
-    return [Run("iql_offline.py", dataset, seed, tuple(map(str, [*OFFLINE, *OFFLINE_VARIANTS[name]])), variant=name, env_flag="--dataset")
-            for seed in seeds for group in groups for dataset in OFFLINE_DATASETS for name in group]  # fmt: skip
+    return [
+        Run(
+            "iql_offline.py",
+            dataset,
+            seed,
+            tuple(map(str, [*OFFLINE, *OFFLINE_VARIANTS[name]])),
+            variant=name,
+            env_flag="--dataset",
+        )
+        for seed in seeds
+        for group in groups
+        for dataset in OFFLINE_DATASETS
+        for name in group
+    ]
 
 
 SUITES = {
     "classic": runs(["dqn_atari.py", "c51_atari.py"], CLASSIC_ENVS, [1, 2, 3], CLASSIC, CLASSIC_PER_SCRIPT)
     + runs(["qrdqn_atari.py", "iqn_atari.py", "fqf_atari.py"], CLASSIC_ENVS, [1, 2, 3], CLASSIC, CLASSIC_PER_SCRIPT),
     "minatar": runs(["dqn_atari.py"], MINATAR_GAMES, [1, 2], MINATAR_DQN)
-    + runs(["c51_atari.py", "qrdqn_atari.py", "iqn_atari.py"], MINATAR_GAMES[:2], [1, 2], MINATAR_RR, MINATAR_RR_PER_SCRIPT)
-    + [Run("c51_atari.py", game, seed, tuple(map(str, [*MINATAR_RR, *MINATAR_RR_PER_SCRIPT["c51_atari.py"], *flags])), variant=name)
-       for name, flags in MINATAR_RAINBOWS.items() for seed in [1, 2] for game in MINATAR_GAMES[:2]],
+    + runs(
+        ["c51_atari.py", "qrdqn_atari.py", "iqn_atari.py"], MINATAR_GAMES[:2], [1, 2], MINATAR_RR, MINATAR_RR_PER_SCRIPT
+    )
+    + [
+        Run(
+            "c51_atari.py",
+            game,
+            seed,
+            tuple(map(str, [*MINATAR_RR, *MINATAR_RR_PER_SCRIPT["c51_atari.py"], *flags])),
+            variant=name,
+        )
+        for name, flags in MINATAR_RAINBOWS.items()
+        for seed in [1, 2]
+        for game in MINATAR_GAMES[:2]
+    ],
     "mujoco": mujoco_runs([1, 2, 3]),
     "offline": offline_runs([1, 2, 3]),
     # three short runs through the same runner and report, for CI: classic, MinAtar, and MuJoCo's learning curve
     "smoke": [
-        Run("dqn_atari.py", "CartPole-v1", 1, tuple(map(str, ["--total-timesteps", 3000, "--learning-starts", 1000,
-                                                               "--eval-episodes", 2]))),  # fmt: skip
-        Run("c51_atari.py", "MinAtar/Breakout-v1", 1, tuple(map(str, ["--total-timesteps", 2000, "--learning-starts", 500,
-                                                                      "--buffer-size", 2000, "--eval-episodes", 2]))),  # fmt: skip
-        Run("ddpg_td3_sac.py", "Pendulum-v1", 1, tuple(map(str, ["--algo", "td3", "--total-timesteps", 600, "--learning-starts", 200,
-                                                                 "--eval-frequency", 200, "--eval-episodes", 2])),
-            variant="td3"),  # fmt: skip
+        Run(
+            "dqn_atari.py",
+            "CartPole-v1",
+            1,
+            tuple(map(str, ["--total-timesteps", 3000, "--learning-starts", 1000, "--eval-episodes", 2])),
+        ),
+        Run(
+            "c51_atari.py",
+            "MinAtar/Breakout-v1",
+            1,
+            tuple(
+                map(
+                    str,
+                    ["--total-timesteps", 2000, "--learning-starts", 500, "--buffer-size", 2000, "--eval-episodes", 2],
+                )
+            ),
+        ),
+        Run(
+            "ddpg_td3_sac.py",
+            "Pendulum-v1",
+            1,
+            tuple(
+                map(
+                    str,
+                    [
+                        "--algo",
+                        "td3",
+                        "--total-timesteps",
+                        600,
+                        "--learning-starts",
+                        200,
+                        "--eval-frequency",
+                        200,
+                        "--eval-episodes",
+                        2,
+                    ],
+                )
+            ),
+            variant="td3",
+        ),
     ],
 }

@@ -34,10 +34,15 @@ def main():
         if counted:
             a_times.append(a)
             b_times.append(b)
-        print(f"pair {i + 1}{'' if counted else ' (warm-up)'}: A {a:.1f} s, B {b:.1f} s, A's speed-up {b / a:.2f}x", flush=True)
+        print(
+            f"pair {i + 1}{'' if counted else ' (warm-up)'}: A {a:.1f} s, B {b:.1f} s, A's speed-up {b / a:.2f}x",
+            flush=True,
+        )
     ratios = [b / a for a, b in zip(a_times, b_times)]
-    print(f"median: A {statistics.median(a_times):.1f} s, B {statistics.median(b_times):.1f} s, A's speed-up "
-          f"{statistics.median(ratios):.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f}, {len(ratios)} pairs)")  # fmt: skip
+    print(
+        f"median: A {statistics.median(a_times):.1f} s, B {statistics.median(b_times):.1f} s, A's speed-up "
+        f"{statistics.median(ratios):.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f}, {len(ratios)} pairs)"
+    )
 
 
 if __name__ == "__main__":

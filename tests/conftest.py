@@ -18,8 +18,12 @@ def run_script(script, *args, cwd, timeout=600):
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
     return subprocess.run(
         [sys.executable, str(ROOT / script), *map(str, args)],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def read_scalars(run_dir):
@@ -38,21 +42,77 @@ def only_run_dir(cwd):
 
 
 # A few hundred Breakout steps that take 250 gradient steps (learning starts at 300, one step per 2 transitions).
-SMOKE = ["--env-id", "BreakoutNoFrameskip-v4", "--total-timesteps", 800, "--learning-starts", 300, "--train-frequency", 2,
-         "--buffer-size", 2000, "--target-network-frequency", 100, "--exploration-fraction", 1.0]  # fmt: skip
+SMOKE = [
+    "--env-id",
+    "BreakoutNoFrameskip-v4",
+    "--total-timesteps",
+    800,
+    "--learning-starts",
+    300,
+    "--train-frequency",
+    2,
+    "--buffer-size",
+    2000,
+    "--target-network-frequency",
+    100,
+    "--exploration-fraction",
+    1.0,
+]
 
 # CartPole recipe of the learning tests (found by a small sweep with dqn_atari.py): Adam 1e-3, batch 64, target
 # copy every 500 transitions, ε 1 -> 0.05 over 16% of 60k transitions.
-CARTPOLE = ["--env-id", "CartPole-v1", "--total-timesteps", 60_000, "--learning-starts", 1000, "--buffer-size", 50_000,
-            "--learning-rate", 1e-3, "--batch-size", 64, "--train-frequency", 4, "--target-network-frequency", 500,
-            "--exploration-fraction", 0.16, "--end-e", 0.05, "--eval-episodes", 10]  # fmt: skip
+CARTPOLE = [
+    "--env-id",
+    "CartPole-v1",
+    "--total-timesteps",
+    60_000,
+    "--learning-starts",
+    1000,
+    "--buffer-size",
+    50_000,
+    "--learning-rate",
+    1e-3,
+    "--batch-size",
+    64,
+    "--train-frequency",
+    4,
+    "--target-network-frequency",
+    500,
+    "--exploration-fraction",
+    0.16,
+    "--end-e",
+    0.05,
+    "--eval-episodes",
+    10,
+]
 
 # Acrobot recipe of the rest-state tests (Dopamine's dqn_acrobot.gin: Adam 1e-3, batch 128, a gradient step every 4
 # transitions, target copy every 100): from its hanging start the greedy policy must pump energy into the swing, and a
 # greedy policy that prefers one action near rest never does (−500, the time limit). Evaluated at ε = 0.001.
-ACROBOT = ["--env-id", "Acrobot-v1", "--total-timesteps", 50_000, "--learning-starts", 1000, "--buffer-size", 50_000,
-           "--learning-rate", 1e-3, "--batch-size", 128, "--train-frequency", 4, "--target-network-frequency", 100,
-           "--exploration-fraction", 0.2, "--end-e", 0.05, "--eval-episodes", 10]  # fmt: skip
+ACROBOT = [
+    "--env-id",
+    "Acrobot-v1",
+    "--total-timesteps",
+    50_000,
+    "--learning-starts",
+    1000,
+    "--buffer-size",
+    50_000,
+    "--learning-rate",
+    1e-3,
+    "--batch-size",
+    128,
+    "--train-frequency",
+    4,
+    "--target-network-frequency",
+    100,
+    "--exploration-fraction",
+    0.2,
+    "--end-e",
+    0.05,
+    "--eval-episodes",
+    10,
+]
 
 
 def skewed_bandit():
@@ -87,12 +147,21 @@ def smoke_test(script, tmp_path, loss_tag, *flags):
     assert "250 gradient steps" in out.stdout
     run_dir = only_run_dir(tmp_path)
     scalars = read_scalars(run_dir)
-    for tag in ["charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/epsilon",
-                loss_tag, "losses/q_values", "eval/episodic_return"]:  # fmt: skip
+    for tag in [
+        "charts/episodic_return",
+        "charts/episodic_length",
+        "charts/SPS",
+        "charts/epsilon",
+        loss_tag,
+        "losses/q_values",
+        "eval/episodic_return",
+    ]:
         assert tag in scalars, tag
     assert len(scalars[loss_tag]) == 2  # logged every 100 gradient steps
     checkpoint = run_dir / script.replace(".py", ".pt")
-    out = run_script(script, "--eval-checkpoint", checkpoint, "--eval-episodes", 1, "--eval-epsilon", 0.05, cwd=tmp_path)
+    out = run_script(
+        script, "--eval-checkpoint", checkpoint, "--eval-episodes", 1, "--eval-epsilon", 0.05, cwd=tmp_path
+    )
     assert out.returncode == 0 and "eval: mean return" in out.stdout, out.stderr
     return run_dir
 
@@ -107,7 +176,9 @@ def greedy_visited_states(script_module, run_root, env_id="CartPole-v1", num_env
     import numpy as np
     import torch
 
-    q_network, _ = script_module.load_checkpoint(str(next((Path(run_root) / "runs").rglob("*.pt"))), torch.device("cpu"))
+    q_network, _ = script_module.load_checkpoint(
+        str(next((Path(run_root) / "runs").rglob("*.pt"))), torch.device("cpu")
+    )
     envs = script_module.make_env(env_id, num_envs)
     obs, _ = envs.reset(seed=0)
     states = []
@@ -146,7 +217,9 @@ def no_host_sync():
         def indexed(self, index, *args):
             for i in index_tensors(index):
                 if i.device != self.device:
-                    raise AssertionError(f"Tensor.{name}: a tensor on {self.device} indexed by one on {i.device} (a host copy per call)")
+                    raise AssertionError(
+                        f"Tensor.{name}: a tensor on {self.device} indexed by one on {i.device} (a host copy per call)"
+                    )
             return original(self, index, *args)
 
         return indexed
@@ -182,13 +255,27 @@ def atari_hot_path(module, env_id, loss_fn, make_optimizers=None, steps=3, num_e
         args = module.Args(env_id=env_id, noisy=prioritized, **arg_overrides)
         q_network, target_network = module.QNetwork(envs, args).to(device), module.QNetwork(envs, args).to(device)
         optimizers = make_optimizers(q_network) if make_optimizers else [torch.optim.Adam(q_network.parameters())]
-        rb = module.ReplayBuffer(1000, num_envs, space.shape, torch.uint8 if atari else torch.float32,
-                                 space.shape[0] if atari else 0, 3, 0.99, device, 0.5 if prioritized else None)  # fmt: skip
-        obs, no = np.zeros((num_envs, *space.shape), dtype=np.uint8 if atari else np.float32), np.zeros(num_envs, dtype=bool)
+        rb = module.ReplayBuffer(
+            1000,
+            num_envs,
+            space.shape,
+            torch.uint8 if atari else torch.float32,
+            history=space.shape[0] if atari else 1,
+            n_step=3,
+            gamma=0.99,
+            device=device,
+            prioritized=prioritized,
+        )
+        obs, no = (
+            np.zeros((num_envs, *space.shape), dtype=np.uint8 if atari else np.float32),
+            np.zeros(num_envs, dtype=bool),
+        )
         with no_host_sync():
             for _ in range(steps):
                 module.resample_noise(q_network)
-                actions = module.select_actions(q_network, obs, 1.0)  # ε = 1: its one read-back, for the env, is skipped
+                actions = module.select_actions(
+                    q_network, obs, 1.0
+                )  # ε = 1: its one read-back, for the env, is skipped
                 rb.add(obs, actions, no.astype(np.float32), no, no, obs)  # host arrays, as the env returns them
                 data = rb.sample(8, 0.5)
                 module.resample_noise(q_network, target_network)
@@ -239,7 +326,8 @@ def run_main(module, *argv, cwd, monkeypatch, capsys):
     return status, out.out, out.err
 
 
-# put before the flags of a bad-input test, so that a check that fails to reject its input ends in seconds, not 10M steps
+# put before the flags of a bad-input test, so that a check that fails to reject its input ends in seconds, not 10M
+# steps
 QUICK = ["--env-id", "CartPole-v1", "--total-timesteps", 50, "--learning-starts", 10]
 
 
@@ -269,7 +357,7 @@ ATARI_BAD_ARGS = [
     (["--prioritized-replay-alpha", 0], "--prioritized-replay-alpha 0.0: must be > 0"),
     (["--prioritized-replay-beta", 1.5], "--prioritized-replay-beta 1.5: must be in [0, 1]"),
     (["--noisy-sigma0", -0.1], "--noisy-sigma0 -0.1: must be ≥ 0"),
-]  # fmt: skip
+]
 
 CHECKPOINT_KINDS = ["missing", "empty", "truncated", "random", "foreign", "other version"]
 
@@ -303,13 +391,30 @@ def atari_checkpoint(module, path, env_id="CartPole-v1"):
 
 
 # a short CartPole run with a gradient step per transition from step 100: the loss is checked at gradient step 100
-DIVERGE = ["--env-id", "CartPole-v1", "--total-timesteps", 1000, "--learning-starts", 100, "--train-frequency", 1,
-           "--buffer-size", 1000, "--learning-rate", 1e30, "--eval-episodes", 1, "--save-model", "--threads", 1]  # fmt: skip
+DIVERGE = [
+    "--env-id",
+    "CartPole-v1",
+    "--total-timesteps",
+    1000,
+    "--learning-starts",
+    100,
+    "--train-frequency",
+    1,
+    "--buffer-size",
+    1000,
+    "--learning-rate",
+    1e30,
+    "--eval-episodes",
+    1,
+    "--save-model",
+    "--threads",
+    1,
+]
 
 
 def assert_stops_on_divergence(module, tmp_path, monkeypatch, capsys, loss_name):
-    """Adam at rate 1e30 drives the loss to inf/NaN within 100 gradient steps: the run stops at the first check with exit
-    status 1 and one line naming the loss, and the saved checkpoint holds the last finite weights and loads."""
+    """Adam at rate 1e30 drives the loss to inf/NaN within 100 gradient steps: the run stops at the first check with
+    exit status 1 and one line naming the loss, and the saved checkpoint holds the last finite weights and loads."""
     import torch
 
     result = run_main(module, *DIVERGE, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
@@ -326,8 +431,14 @@ def run_and_terminate(script, argv, cwd, after="step "):
     import signal
 
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
-    process = subprocess.Popen([sys.executable, str(ROOT / script), *map(str, argv)], cwd=cwd, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / script), *map(str, argv)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines = []
     for line in process.stdout:
         lines.append(line)

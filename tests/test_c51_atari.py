@@ -5,10 +5,26 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import (ACROBOT, ATARI_BAD_ARGS, CARTPOLE, CHECKPOINT_KINDS, QUICK, assert_one_line_error,
-                      assert_stops_on_divergence, atari_checkpoint, atari_hot_path, bad_checkpoint, eval_returns,
-                      evaluate_checkpoint_twice, only_run_dir, read_scalars, run_main, run_script, skewed_bandit,
-                      smoke_test)  # fmt: skip
+from conftest import (
+    ACROBOT,
+    ATARI_BAD_ARGS,
+    CARTPOLE,
+    CHECKPOINT_KINDS,
+    QUICK,
+    assert_one_line_error,
+    assert_stops_on_divergence,
+    atari_checkpoint,
+    atari_hot_path,
+    bad_checkpoint,
+    eval_returns,
+    evaluate_checkpoint_twice,
+    only_run_dir,
+    read_scalars,
+    run_main,
+    run_script,
+    skewed_bandit,
+    smoke_test,
+)
 
 import c51_atari as c51
 import dqn_atari as dqn
@@ -74,7 +90,9 @@ def test_projection_seed_001_example():
     """r = 1, γ = 0.99 sends z_0 = −10 to −8.9, which lies between −9.2 and −8.8: 0.25 and 0.75 of its mass."""
     probs = torch.zeros(1, 51, dtype=torch.float64)
     probs[0, 0] = 1.0
-    got = c51.categorical_projection(probs, torch.tensor([1.0], dtype=torch.float64), torch.zeros(1, dtype=torch.float64), 0.99, ATOMS)
+    got = c51.categorical_projection(
+        probs, torch.tensor([1.0], dtype=torch.float64), torch.zeros(1, dtype=torch.float64), 0.99, ATOMS
+    )
     assert ATOMS[2].item() == pytest.approx(-9.2) and ATOMS[3].item() == pytest.approx(-8.8)
     assert got[0, 2].item() == pytest.approx(0.25) and got[0, 3].item() == pytest.approx(0.75)
     assert got[0].sum().item() == pytest.approx(1.0)
@@ -82,7 +100,9 @@ def test_projection_seed_001_example():
 
 def test_projection_terminal_ignores_the_next_distribution():
     probs, _, _ = random_case(batch=4)
-    got = c51.categorical_projection(probs, torch.full((4,), 0.3, dtype=torch.float64), torch.ones(4, dtype=torch.float64), 0.99, ATOMS)
+    got = c51.categorical_projection(
+        probs, torch.full((4,), 0.3, dtype=torch.float64), torch.ones(4, dtype=torch.float64), 0.99, ATOMS
+    )
     expected = torch.zeros(4, 51, dtype=torch.float64)
     expected[:, 25], expected[:, 26] = 0.25, 0.75  # 0.3 lies between the atoms 0.0 and 0.4
     assert torch.allclose(got, expected, atol=1e-12)
@@ -95,22 +115,35 @@ def test_loss_is_cross_entropy_to_the_projected_target():
     args = c51.Args(v_min=0.0, v_max=20.0)
     online, target = c51.QNetwork(envs, args), c51.QNetwork(envs, args)
     obs = torch.randn(5, 4)
-    data = c51.ReplayBatch(obs=obs, actions=torch.tensor([0, 1, 1, 0, 1]), rewards=torch.tensor([1.0, 0.0, 2.0, 1.0, 0.5]),
-                           next_obs=torch.randn(5, 4), terminated=torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0]),
-                           discounts=torch.full((5,), 0.99))  # fmt: skip
+    data = c51.ReplayBatch(
+        obs=obs,
+        actions=torch.tensor([0, 1, 1, 0, 1]),
+        rewards=torch.tensor([1.0, 0.0, 2.0, 1.0, 0.5]),
+        next_obs=torch.randn(5, 4),
+        terminated=torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0]),
+        discounts=torch.full((5,), 0.99),
+        weights=torch.ones(5),
+    )
     loss, _, q = c51.td_loss(online, target, data, double=False)
     with torch.no_grad():
         next_probs = target.logits(data.next_obs).softmax(-1)
         a_star = (next_probs * target.atoms).sum(-1).argmax(1)
-        m = projection_by_definition(next_probs[range(5), a_star].double(), data.rewards.double(), data.terminated.double(),
-                                     0.99, target.atoms.double())  # fmt: skip
+        m = projection_by_definition(
+            next_probs[range(5), a_star].double(),
+            data.rewards.double(),
+            data.terminated.double(),
+            0.99,
+            target.atoms.double(),
+        )
         probs = online.logits(obs).softmax(-1)[range(5), data.actions]
     assert loss.item() == pytest.approx(-(m * probs.double().log()).sum(-1).mean().item(), rel=1e-5)
     assert torch.allclose(q, (probs * online.atoms).sum(-1), atol=1e-5)
 
 
 def test_smoke_breakout(tmp_path):
-    smoke_test("c51_atari.py", tmp_path, "losses/loss", "--double", "--dueling", "--n-step", 3, "--prioritized", "--noisy")  # Rainbow
+    smoke_test(
+        "c51_atari.py", tmp_path, "losses/loss", "--double", "--dueling", "--n-step", 3, "--prioritized", "--noisy"
+    )  # Rainbow
 
 
 @pytest.mark.slow
@@ -127,16 +160,29 @@ def test_learns_cartpole_with_the_rainbow_flags(tmp_path):
     noisy nets (ε = 0: the noise explores), on the CartPole recipe. Measured: 499.4 (seed 1, one thread).
     CartPole does not see how prioritized replay is weighted: the mutations "importance weights ignored" and
     "priorities never updated" also score 500 here; `test_rainbow_replay_learns_the_expectation` catches both."""
-    out = run_script("c51_atari.py", *CARTPOLE, "--v-min", 0, "--v-max", 100, "--double", "--dueling", "--n-step", 3,
-                     "--prioritized", "--noisy", cwd=tmp_path)  # fmt: skip
+    out = run_script(
+        "c51_atari.py",
+        *CARTPOLE,
+        "--v-min",
+        0,
+        "--v-max",
+        100,
+        "--double",
+        "--dueling",
+        "--n-step",
+        3,
+        "--prioritized",
+        "--noisy",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     returns = eval_returns(tmp_path)
     assert len(returns) == 10 and np.mean(returns) >= 300, returns
 
 
 def biased_fixed_point():
-    """The C51 fit on the skewed bandit (reward 10 at probability 0.1, else 0) when prioritized replay (α = 1) draws each
-    sample in proportion to its cross-entropy and nothing corrects for it: p(10) = 0.1·L₁ / (0.1·L₁ + 0.9·L₀), with
+    """The C51 fit on the skewed bandit (reward 10 at probability 0.1, else 0) when prioritized replay (α = 1) draws
+    each sample in proportion to its cross-entropy and nothing corrects for it: p(10) = 0.1·L₁ / (0.1·L₁ + 0.9·L₀), with
     L₁ = −ln p(10) and L₀ = −ln(1 − p(10)), solved by bisection. Returns Q = 10·p(10)."""
     low, high = 0.1, 0.9
     for _ in range(60):
@@ -154,11 +200,44 @@ def test_rainbow_replay_learns_the_expectation(tmp_path, monkeypatch, capsys, be
     The logged Q of the second half of training must be within 0.35 of each (measured 0.91-1.10 and 2.78-2.93).
     Mutations run: the weights ignored in td_loss (β = 1 learns 2.9); `update_priorities` left out of main (uniform
     draws: β = 0 learns 1)."""
-    flags = ["--env-id", skewed_bandit(), "--total-timesteps", 4000, "--learning-starts", 500, "--train-frequency", 1,
-             "--buffer-size", 4000, "--batch-size", 32, "--learning-rate", 1e-3, "--target-network-frequency", 1,
-             "--v-min", 0, "--v-max", 10, "--double", "--dueling", "--n-step", 3, "--noisy", "--prioritized",
-             "--prioritized-replay-alpha", 1.0, "--prioritized-replay-beta", beta, "--prioritized-replay-beta-end", beta,
-             "--eval-episodes", 0, "--threads", 1]  # fmt: skip
+    flags = [
+        "--env-id",
+        skewed_bandit(),
+        "--total-timesteps",
+        4000,
+        "--learning-starts",
+        500,
+        "--train-frequency",
+        1,
+        "--buffer-size",
+        4000,
+        "--batch-size",
+        32,
+        "--learning-rate",
+        1e-3,
+        "--target-network-frequency",
+        1,
+        "--v-min",
+        0,
+        "--v-max",
+        10,
+        "--double",
+        "--dueling",
+        "--n-step",
+        3,
+        "--noisy",
+        "--prioritized",
+        "--prioritized-replay-alpha",
+        1.0,
+        "--prioritized-replay-beta",
+        beta,
+        "--prioritized-replay-beta-end",
+        beta,
+        "--eval-episodes",
+        0,
+        "--threads",
+        1,
+    ]
     result = run_main(c51, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
     assert result[0] == 0, result[2]
     q = [v for step, v in read_scalars(only_run_dir(tmp_path))["losses/q_values"] if step > 2000]
@@ -203,7 +282,9 @@ def test_greedy_policy_leaves_the_rest_state_on_acrobot(tmp_path):
 def test_bad_input_fails_fast_with_one_line(tmp_path, monkeypatch, capsys, flags, message):
     """Each bad field stops the run before anything is built, with exit status 2 and one line saying the allowed range.
     Mutation run: this script's own rules dropped from check_args (the run trains, or fails with a traceback)."""
-    assert_one_line_error(run_main(c51, *QUICK, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys), message, tmp_path)
+    assert_one_line_error(
+        run_main(c51, *QUICK, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys), message, tmp_path
+    )
 
 
 @pytest.mark.parametrize("kind", CHECKPOINT_KINDS)

@@ -2,12 +2,23 @@
 tanh-Gaussian log-density, exact truncation handling in the replay, bad input, the dataset round trip, and
 learning on Pendulum for each algorithm."""
 
-
 import numpy as np
 import pytest
 import torch
-from conftest import (CHECKPOINT_KINDS, assert_one_line_error, atari_checkpoint, bad_checkpoint, eval_returns, no_host_sync,
-                      only_run_dir, poison_loss, read_scalars, run_and_terminate, run_main, run_script)  # fmt: skip
+from conftest import (
+    CHECKPOINT_KINDS,
+    assert_one_line_error,
+    atari_checkpoint,
+    bad_checkpoint,
+    eval_returns,
+    no_host_sync,
+    only_run_dir,
+    poison_loss,
+    read_scalars,
+    run_and_terminate,
+    run_main,
+    run_script,
+)
 
 import ddpg_td3_sac as ac
 import dqn_atari as dqn
@@ -60,14 +71,22 @@ def test_sac_target_is_the_soft_value_of_the_current_policy():
 
 
 def test_critic_loss_masks_only_termination():
+    """y = r + γ (1 − terminated) V(s'), and the loss is the sum of each critic's mean squared error, each returned
+    for `losses/qf1_loss` and `losses/qf2_loss`. Mutation run: critic 1's term returned as the sum."""
     actor, actor_target, qfs = nets("td3")
-    data = ac.ReplayBatch(obs=torch.randn(5, 3), actions=torch.rand(5, 1) * 4 - 2, rewards=torch.arange(5.0),
-                          next_obs=torch.randn(5, 3), terminated=torch.tensor([0, 1, 0, 1, 0.0]))  # fmt: skip
+    data = ac.ReplayBatch(
+        obs=torch.randn(5, 3),
+        actions=torch.rand(5, 1) * 4 - 2,
+        rewards=torch.arange(5.0),
+        next_obs=torch.randn(5, 3),
+        terminated=torch.tensor([0, 1, 0, 1, 0.0]),
+    )
     next_value = torch.full((5,), 10.0)
-    loss, q1 = ac.critic_loss(ac.Args(gamma=0.9), qfs, data, next_value)
+    loss, losses, q1 = ac.critic_loss(ac.Args(gamma=0.9), qfs, data, next_value)
     y = torch.arange(5.0) + 0.9 * torch.tensor([10, 0, 10, 0, 10.0])
-    expected = sum(((qf(data.obs, data.actions) - y) ** 2).mean() for qf in qfs)
-    assert torch.allclose(loss, expected) and torch.allclose(q1, qfs[0](data.obs, data.actions))
+    expected = [((qf(data.obs, data.actions) - y) ** 2).mean() for qf in qfs]
+    assert torch.allclose(loss, sum(expected)) and torch.allclose(q1, qfs[0](data.obs, data.actions))
+    assert len(losses) == 2 and all(torch.allclose(a, b) for a, b in zip(losses, expected))
 
 
 def test_tanh_gaussian_log_prob_matches_a_density_estimate():
@@ -82,9 +101,14 @@ def test_tanh_gaussian_log_prob_matches_a_density_estimate():
     centres = (edges[:-1] + edges[1:]) / 2
     order = np.argsort(a)
     predicted = np.exp(np.interp(centres, a[order], log_prob[order]))
-    well_sampled = (counts > 2000) & (np.abs(centres) < 1.9)  # a bin's average is not its centre's value where the density bends fast
+    well_sampled = (counts > 2000) & (
+        np.abs(centres) < 1.9
+    )  # a bin's average is not its centre's value where the density bends fast
     assert well_sampled.sum() > 10
-    assert np.allclose(density[well_sampled], predicted[well_sampled], rtol=0.05), (density[well_sampled], predicted[well_sampled])
+    assert np.allclose(density[well_sampled], predicted[well_sampled], rtol=0.05), (
+        density[well_sampled],
+        predicted[well_sampled],
+    )
     assert np.all(np.abs(a) <= 2)
 
 
@@ -132,8 +156,13 @@ def test_replay_keeps_the_true_last_observation_and_the_flags(tmp_path):
         if truncations.any():
             real[truncations] = np.stack(infos["final_obs"][truncations])
             finals.append((t, real.copy(), next_obs.copy()))
-        rb.add(torch.as_tensor(obs), torch.as_tensor(actions), torch.as_tensor(rewards, dtype=torch.float32),
-               torch.as_tensor(terminations, dtype=torch.float32), torch.as_tensor(real))  # fmt: skip
+        rb.add(
+            torch.as_tensor(obs),
+            torch.as_tensor(actions),
+            torch.as_tensor(rewards, dtype=torch.float32),
+            torch.as_tensor(terminations, dtype=torch.float32),
+            torch.as_tensor(real),
+        )
         obs = next_obs
     envs.close()
     assert len(finals) == 1 and finals[0][0] == 199
@@ -142,8 +171,10 @@ def test_replay_keeps_the_true_last_observation_and_the_flags(tmp_path):
         slot = 2 * t + e
         assert torch.allclose(rb.next_obs[slot], torch.as_tensor(real[e])) and rb.terminated[slot] == 0
         assert not torch.allclose(rb.next_obs[slot], torch.as_tensor(reset_obs[e]))
-        assert torch.allclose(rb.obs[slot + 2], torch.as_tensor(reset_obs[e]))  # the next episode starts from the reset obs
-    assert torch.allclose(rb.next_obs[:2 * 199], rb.obs[2:2 * 200])  # inside episodes s' is the next s
+        assert torch.allclose(
+            rb.obs[slot + 2], torch.as_tensor(reset_obs[e])
+        )  # the next episode starts from the reset obs
+    assert torch.allclose(rb.next_obs[: 2 * 199], rb.obs[2 : 2 * 200])  # inside episodes s' is the next s
     assert rb.count == 420 and rb.sample(8).obs.shape == (8, 3)
 
 
@@ -163,13 +194,22 @@ QUICK = ["--env-id", "Pendulum-v1", "--total-timesteps", 50, "--learning-starts"
         (["--tau", 0], "--tau 0.0: must be in (0, 1]"),
         (["--q-lr", -1], "--q-lr -1.0: must be > 0 and finite"),
         (["--policy-frequency", 0], "--policy-frequency 0: must be ≥ 1"),
-        (["--eval-episodes", -3], "--eval-episodes -3: must be ≥ 1 with --eval-checkpoint or --eval-frequency, else ≥ 0"),
-        (["--eval-checkpoint", "any.pt", "--eval-episodes", 0], "--eval-episodes 0: must be ≥ 1 with --eval-checkpoint"),
+        (
+            ["--eval-episodes", -3],
+            "--eval-episodes -3: must be ≥ 1 with --eval-checkpoint or --eval-frequency, else ≥ 0",
+        ),
+        (
+            ["--eval-checkpoint", "any.pt", "--eval-episodes", 0],
+            "--eval-episodes 0: must be ≥ 1 with --eval-checkpoint",
+        ),
         (["--checkpoint-frequency", 100], "--checkpoint-frequency 100: must be ≥ 0, and > 0 only with --save-model"),
         (["--threads", 0], "--threads 0: must be ≥ 1"),
         (["--buffer-size", 10**13], "lower --buffer-size"),
         (["--eval-frequency", -1], "--eval-frequency -1: must be ≥ 0"),
-        (["--eval-frequency", 10, "--eval-episodes", 0], "--eval-episodes 0: must be ≥ 1 with --eval-checkpoint or --eval-frequency"),
+        (
+            ["--eval-frequency", 10, "--eval-episodes", 0],
+            "--eval-episodes 0: must be ≥ 1 with --eval-checkpoint or --eval-frequency",
+        ),
         (["--save-dataset", "x/replay-v0"], "Malformed dataset ID: x/replay-v0"),
     ],
 )
@@ -177,7 +217,9 @@ def test_bad_input_fails_fast_with_one_line(tmp_path, monkeypatch, capsys, flags
     """Exit status 2, one `error:` line (Hopper-v2 also prints gymnasium's deprecation warning), no `runs/` folder.
     Mutations run: the num_envs and batch_size checks dropped (IndexError traceback; NaN losses), ImportError not
     caught (traceback)."""
-    assert_one_line_error(run_main(ac, *QUICK, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys), message, tmp_path)
+    assert_one_line_error(
+        run_main(ac, *QUICK, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys), message, tmp_path
+    )
 
 
 @pytest.mark.parametrize("kind", CHECKPOINT_KINDS)
@@ -192,13 +234,27 @@ def test_bad_checkpoint_fails_with_one_line(tmp_path, monkeypatch, capsys, kind)
     assert_one_line_error(result, message, tmp_path)
 
 
-@pytest.mark.parametrize("algo,rates", [("td3", ["--learning-rate", 1e6]), ("sac", ["--learning-rate", 1e30, "--q-lr", 1e30])])
+@pytest.mark.parametrize(
+    "algo,rates", [("td3", ["--learning-rate", 1e6]), ("sac", ["--learning-rate", 1e30, "--q-lr", 1e30])]
+)
 def test_divergence_stops_the_run_and_keeps_the_last_finite_weights(tmp_path, monkeypatch, capsys, algo, rates):
     """TD3 at rate 1e6 (which used to end with `eval: mean return nan`, exit 0) and SAC at 1e30 stop at the first check,
     after 100 gradient steps, with exit status 1; the checkpoint holds finite weights. Mutations run: the check dropped
     (exit 0), the diverged networks saved."""
-    flags = ["--algo", algo, "--env-id", "Pendulum-v1", "--total-timesteps", 1000, "--learning-starts", 100, "--save-model",
-             "--eval-episodes", 1, *rates]  # fmt: skip
+    flags = [
+        "--algo",
+        algo,
+        "--env-id",
+        "Pendulum-v1",
+        "--total-timesteps",
+        1000,
+        "--learning-starts",
+        100,
+        "--save-model",
+        "--eval-episodes",
+        1,
+        *rates,
+    ]
     result = run_main(ac, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
     assert_one_line_error(result, "became NaN or infinite by step 200", tmp_path, status=1)
     actor, _ = ac.load_checkpoint(str(next((tmp_path / "runs").rglob("*.pt"))), torch.device("cpu"))
@@ -218,8 +274,19 @@ def test_sigterm_writes_the_checkpoint_and_the_dataset(tmp_path, monkeypatch):
     """SIGTERM mid-run: exit status 143, a checkpoint that loads and a dataset that Minari reads, holding the episodes
     that finished. Mutation run: no handler (status −15, neither file)."""
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
-    flags = ["--env-id", "Pendulum-v1", "--total-timesteps", 10**7, "--learning-starts", 10**6, "--save-model",
-             "--save-dataset", "pendulum/sigterm-v0", "--threads", 1]  # fmt: skip
+    flags = [
+        "--env-id",
+        "Pendulum-v1",
+        "--total-timesteps",
+        10**7,
+        "--learning-starts",
+        10**6,
+        "--save-model",
+        "--save-dataset",
+        "pendulum/sigterm-v0",
+        "--threads",
+        1,
+    ]
     returncode, out = run_and_terminate("ddpg_td3_sac.py", flags, cwd=tmp_path)
     assert returncode == 143 and "stopped by SIGTERM at step" in out, out
     ac.load_checkpoint(str(next((tmp_path / "runs").rglob("*.pt"))), torch.device("cpu"))
@@ -232,13 +299,32 @@ def test_sigterm_writes_the_checkpoint_and_the_dataset(tmp_path, monkeypatch):
 def test_save_dataset_with_no_finished_episode_fails(tmp_path, monkeypatch, capsys):
     """Mutation run: the empty-dataset check dropped (an empty dataset written, exit 0)."""
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
-    flags = ["--env-id", "Pendulum-v1", "--total-timesteps", 150, "--learning-starts", 100, "--save-dataset", "pendulum/none-v0"]
+    flags = [
+        "--env-id",
+        "Pendulum-v1",
+        "--total-timesteps",
+        150,
+        "--learning-starts",
+        100,
+        "--save-dataset",
+        "pendulum/none-v0",
+    ]
     result = run_main(ac, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
     assert_one_line_error(result, "no training episode finished", tmp_path, status=1)
     assert not (tmp_path / "minari").exists() or not any((tmp_path / "minari").rglob("*.json"))
 
 
-SMOKE = ["--env-id", "Hopper-v5", "--total-timesteps", 700, "--learning-starts", 300, "--eval-episodes", 1, "--save-model"]
+SMOKE = [
+    "--env-id",
+    "Hopper-v5",
+    "--total-timesteps",
+    700,
+    "--learning-starts",
+    300,
+    "--eval-episodes",
+    1,
+    "--save-model",
+]
 
 
 @pytest.mark.parametrize("algo", ["ddpg", "td3", "sac"])
@@ -248,13 +334,23 @@ def test_smoke_hopper(tmp_path, algo):
     assert "400 gradient steps" in out.stdout  # one per transition after learning_starts
     run_dir = only_run_dir(tmp_path)
     scalars = read_scalars(run_dir)
-    for tag in ["charts/episodic_return", "charts/SPS", "losses/qf1_loss", "losses/q_values", "losses/actor_loss",
-                "losses/alpha", "eval/episodic_return"]:  # fmt: skip
+    for tag in [
+        "charts/episodic_return",
+        "charts/SPS",
+        "losses/qf1_loss",
+        "losses/q_values",
+        "losses/actor_loss",
+        "losses/alpha",
+        "eval/episodic_return",
+    ]:
         assert tag in scalars, tag
     assert len(scalars["losses/qf1_loss"]) == 4  # logged every 100 gradient steps
+    assert ("losses/qf2_loss" in scalars) == (algo != "ddpg")  # each critic's own loss (DDPG has one)
     if algo == "sac":  # α is autotuned: it moved off 0.2
         assert scalars["losses/alpha"][-1][1] != pytest.approx(0.2, abs=1e-4)
-    out = run_script("ddpg_td3_sac.py", "--eval-checkpoint", run_dir / "ddpg_td3_sac.pt", "--eval-episodes", 1, cwd=tmp_path)
+    out = run_script(
+        "ddpg_td3_sac.py", "--eval-checkpoint", run_dir / "ddpg_td3_sac.pt", "--eval-episodes", 1, cwd=tmp_path
+    )
     assert out.returncode == 0 and "eval: mean return" in out.stdout, out.stderr
 
 
@@ -262,8 +358,22 @@ def test_save_dataset_round_trip(tmp_path, monkeypatch):
     """Hopper falls over under random actions, so episodes end by termination; every finished episode, its step
     count and its flags come back from minari.load_dataset, and the dataset recreates the env."""
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
-    out = run_script("ddpg_td3_sac.py", "--algo", "td3", "--env-id", "Hopper-v5", "--total-timesteps", 500, "--learning-starts", 400,
-                     "--eval-episodes", 0, "--save-dataset", "hopper/test-v0", cwd=tmp_path)  # fmt: skip
+    out = run_script(
+        "ddpg_td3_sac.py",
+        "--algo",
+        "td3",
+        "--env-id",
+        "Hopper-v5",
+        "--total-timesteps",
+        500,
+        "--learning-starts",
+        400,
+        "--eval-episodes",
+        0,
+        "--save-dataset",
+        "hopper/test-v0",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     assert "Warning" not in out.stderr, out.stderr  # Minari's metadata warnings: the script passes what they ask for
     lengths = [int(v) for _, v in read_scalars(only_run_dir(tmp_path))["charts/episodic_length"]]
@@ -275,7 +385,16 @@ def test_save_dataset_round_trip(tmp_path, monkeypatch):
         assert len(episode.actions) == length and len(episode.observations) == length + 1
         assert episode.terminations[-1] and not episode.terminations[:-1].any() and not episode.truncations.any()
     assert dataset.recover_environment().spec.id == "Hopper-v5"
-    out = run_script("ddpg_td3_sac.py", "--env-id", "Hopper-v5", "--total-timesteps", 10, "--save-dataset", "hopper/test-v0", cwd=tmp_path)
+    out = run_script(
+        "ddpg_td3_sac.py",
+        "--env-id",
+        "Hopper-v5",
+        "--total-timesteps",
+        10,
+        "--save-dataset",
+        "hopper/test-v0",
+        cwd=tmp_path,
+    )
     assert out.returncode == 2 and "already exists" in out.stderr
 
 
@@ -284,7 +403,18 @@ def test_eval_frequency_logs_the_learning_curve_and_leaves_training_alone(tmp_pa
     mean at 450 as the last point, and the training (returns and losses) is the same as without the evaluations.
     Mutations run: the evaluation draws from the stochastic policy (the training changed); the curve also evaluated
     at the last step (two points at 450)."""
-    flags = ["--algo", "sac", "--env-id", "Pendulum-v1", "--total-timesteps", 450, "--learning-starts", 100, "--eval-episodes", 2]
+    flags = [
+        "--algo",
+        "sac",
+        "--env-id",
+        "Pendulum-v1",
+        "--total-timesteps",
+        450,
+        "--learning-starts",
+        100,
+        "--eval-episodes",
+        2,
+    ]
     scalars = {}
     for name, extra in [("plain", []), ("curve", ["--eval-frequency", 150])]:
         (tmp_path / name).mkdir()
@@ -306,11 +436,34 @@ def test_eval_checkpoint_saves_its_episodes_as_a_dataset(tmp_path, monkeypatch):
     reference scores: the given expert return and Minari's measured random return. Mutation run: the reference
     return not passed to Minari."""
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
-    out = run_script("ddpg_td3_sac.py", "--algo", "td3", "--env-id", "Hopper-v5", "--total-timesteps", 400, "--learning-starts", 350,
-                     "--eval-episodes", 0, "--save-model", cwd=tmp_path)  # fmt: skip
+    out = run_script(
+        "ddpg_td3_sac.py",
+        "--algo",
+        "td3",
+        "--env-id",
+        "Hopper-v5",
+        "--total-timesteps",
+        400,
+        "--learning-starts",
+        350,
+        "--eval-episodes",
+        0,
+        "--save-model",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
-    out = run_script("ddpg_td3_sac.py", "--eval-checkpoint", next((tmp_path / "runs").rglob("*.pt")), "--eval-episodes", 4,
-                     "--save-dataset", "hopper/ckpt-v0", "--dataset-ref-max-score", 3234.3, cwd=tmp_path)  # fmt: skip
+    out = run_script(
+        "ddpg_td3_sac.py",
+        "--eval-checkpoint",
+        next((tmp_path / "runs").rglob("*.pt")),
+        "--eval-episodes",
+        4,
+        "--save-dataset",
+        "hopper/ckpt-v0",
+        "--dataset-ref-max-score",
+        3234.3,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     returns = eval(out.stdout.split("episodes: ")[1].splitlines()[0])
     import minari
@@ -319,7 +472,9 @@ def test_eval_checkpoint_saves_its_episodes_as_a_dataset(tmp_path, monkeypatch):
     assert dataset.total_episodes == 4
     assert sorted(float(e.rewards.sum()) for e in dataset.iterate_episodes()) == pytest.approx(sorted(returns))
     for episode in dataset.iterate_episodes():
-        assert len(episode.observations) == len(episode.actions) + 1 and (episode.terminations[-1] or episode.truncations[-1])
+        assert len(episode.observations) == len(episode.actions) + 1 and (
+            episode.terminations[-1] or episode.truncations[-1]
+        )
     metadata = dataset.storage.metadata
     assert metadata["ref_max_score"] == 3234.3 and -100 < metadata["ref_min_score"] < 100  # random play falls at once
 
@@ -333,7 +488,9 @@ def test_evaluation_records_only_the_first_episode_of_each_env():
         return torch.where(torch.arange(len(obs))[:, None] < 2, 3.0, 0.0).expand(len(obs), 1)
 
     recorder = ac.EpisodeRecorder()
-    returns = ac.evaluate(actor, ac.Args(env_id="InvertedPendulum-v5", eval_episodes=6, seed=1), torch.device("cpu"), recorder=recorder)
+    returns = ac.evaluate(
+        actor, ac.Args(env_id="InvertedPendulum-v5", eval_episodes=6, seed=1), torch.device("cpu"), recorder=recorder
+    )
     assert len(recorder.episodes) == 6 and sorted(len(e["actions"]) for e in recorder.episodes)[:2] == [3, 3]
     assert sorted(sum(e["rewards"]) for e in recorder.episodes) == sorted(returns)
     for episode in recorder.episodes:
@@ -362,8 +519,9 @@ def test_hot_path_has_no_host_sync(algo):
     arguments, as the script had it before."""
     device = torch.device("meta")
     args = ac.resolve_defaults(ac.Args(algo=algo))
-    actor, actor_target, qf_targets = (x.to(device) if not isinstance(x, list) else torch.nn.ModuleList(x).to(device)
-                                       for x in nets(algo))  # fmt: skip
+    actor, actor_target, qf_targets = (
+        x.to(device) if not isinstance(x, list) else torch.nn.ModuleList(x).to(device) for x in nets(algo)
+    )
     qfs = torch.nn.ModuleList(q for q in nets(algo, seed=1)[2]).to(device)
     log_alpha = torch.zeros((), device=device, requires_grad=True)
     optimizers = [torch.optim.Adam(m.parameters()) for m in (qfs, actor)] + [torch.optim.Adam([log_alpha])]
@@ -376,7 +534,7 @@ def test_hot_path_has_no_host_sync(algo):
             data = rb.sample(8)
             alpha = log_alpha.detach().exp()
             next_value = ac.next_state_value(args, actor, actor_target, qf_targets, data.next_obs, alpha)
-            qf_loss, _ = ac.critic_loss(args, qfs, data, next_value)
+            qf_loss, _, _ = ac.critic_loss(args, qfs, data, next_value)
             optimizers[0].zero_grad()
             qf_loss.backward()
             optimizers[0].step()
@@ -420,8 +578,16 @@ def run_main_counting(monkeypatch, tmp_path, **overrides):
     monkeypatch.setattr(ac, "actor_loss", counted_actor_loss)
     monkeypatch.setattr(ac, "soft_update", counted_soft_update)
     monkeypatch.setattr(ac, "alpha_loss", recorded_alpha_loss)
-    args = ac.Args(env_id="Pendulum-v1", total_timesteps=60, learning_starts=20, batch_size=8, buffer_size=100,
-                   eval_episodes=0, cuda=False, **overrides)  # fmt: skip
+    args = ac.Args(
+        env_id="Pendulum-v1",
+        total_timesteps=60,
+        learning_starts=20,
+        batch_size=8,
+        buffer_size=100,
+        eval_episodes=0,
+        cuda=False,
+        **overrides,
+    )
     ac.main(args)
     return critic_steps[0], actor_updates, target_updates, alphas
 
@@ -440,4 +606,6 @@ def test_sac_autotuned_temperature_starts_at_one(monkeypatch, tmp_path):
     critic_steps, actor_updates, target_updates, alphas = run_main_counting(monkeypatch, tmp_path, algo="sac")
     assert critic_steps == 40 and actor_updates == list(range(1, 41))
     assert alphas[0] == 1.0 and 0.9 < alphas[-1] < 1.0, alphas  # α falls from 1 while the entropy is above −|A|
-    assert [k for k, kind in target_updates] == list(range(1, 41)) and {kind for _, kind in target_updates} == {"critic"}
+    assert [k for k, kind in target_updates] == list(range(1, 41)) and {kind for _, kind in target_updates} == {
+        "critic"
+    }

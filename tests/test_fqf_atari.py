@@ -7,10 +7,25 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import (ACROBOT, ATARI_BAD_ARGS, CHECKPOINT_KINDS, QUICK, assert_one_line_error,
-                      assert_stops_on_divergence, atari_checkpoint, atari_hot_path, bad_checkpoint, eval_returns,
-                      evaluate_checkpoint_twice, greedy_visited_states, only_run_dir, read_scalars, run_main,
-                      run_script, smoke_test)  # fmt: skip
+from conftest import (
+    ACROBOT,
+    ATARI_BAD_ARGS,
+    CHECKPOINT_KINDS,
+    QUICK,
+    assert_one_line_error,
+    assert_stops_on_divergence,
+    atari_checkpoint,
+    atari_hot_path,
+    bad_checkpoint,
+    eval_returns,
+    evaluate_checkpoint_twice,
+    greedy_visited_states,
+    only_run_dir,
+    read_scalars,
+    run_main,
+    run_script,
+    smoke_test,
+)
 from test_qrdqn_atari import loss_by_definition
 
 import fqf_atari as fqf
@@ -105,7 +120,10 @@ def test_descent_on_the_fractions_lowers_w1():
 @pytest.mark.parametrize("kappa", [0.0, 1.0])
 def test_loss_with_per_sample_taus_matches_the_definition(kappa):
     g = torch.Generator().manual_seed(0)
-    quantiles, targets = torch.randn(4, 6, generator=g, dtype=torch.float64), torch.randn(4, 6, generator=g, dtype=torch.float64)
+    quantiles, targets = (
+        torch.randn(4, 6, generator=g, dtype=torch.float64),
+        torch.randn(4, 6, generator=g, dtype=torch.float64),
+    )
     taus = torch.rand(4, 6, generator=g, dtype=torch.float64)
     got = fqf.quantile_huber_loss(quantiles, targets, taus, kappa).tolist()
     assert got == pytest.approx(loss_by_definition(quantiles, targets, taus, kappa), rel=1e-12)
@@ -130,7 +148,9 @@ def test_proposed_fractions_and_q_values():
     taus, tau_hats, entropy = net.fractions(h)
     assert (taus[:, 0] == 0).all() and torch.allclose(taus[:, -1], torch.ones(5), atol=1e-6)
     assert (taus[:, 1:] > taus[:, :-1]).all() and torch.allclose(tau_hats, (taus[:, 1:] + taus[:, :-1]) / 2)
-    assert (entropy < math.log(6) - 1e-3).all() and not torch.allclose(taus[0], taus[1]), "fractions depend on the state"
+    assert (entropy < math.log(6) - 1e-3).all() and not torch.allclose(taus[0], taus[1]), (
+        "fractions depend on the state"
+    )
     # Q(s, a) = Σ_i (τ_{i+1} − τ_i) F⁻¹(τ̂_i)
     expected = (net.quantiles(h, tau_hats) * (taus[:, 1:] - taus[:, :-1])[:, None, :]).sum(-1)
     assert net(x).shape == (5, 2) and torch.allclose(net(x), expected, atol=1e-6)
@@ -140,10 +160,18 @@ def test_each_loss_reaches_its_own_parameters_only():
     net, target = make_net(), make_net()
     torch.nn.init.normal_(net.fraction_net.weight, std=0.1)
     g = torch.Generator().manual_seed(1)
-    data = fqf.ReplayBatch(obs=torch.randn(8, 4, generator=g), actions=torch.randint(2, (8,), generator=g),
-                           rewards=torch.randn(8, generator=g), next_obs=torch.randn(8, 4, generator=g),
-                           terminated=torch.zeros(8), discounts=torch.full((8,), 0.99))  # fmt: skip
-    loss, fraction_loss, _, q_taken, entropy = fqf.td_loss(net, target, data, double=False, kappa=1.0, entropy_coef=0.01)
+    data = fqf.ReplayBatch(
+        obs=torch.randn(8, 4, generator=g),
+        actions=torch.randint(2, (8,), generator=g),
+        rewards=torch.randn(8, generator=g),
+        next_obs=torch.randn(8, 4, generator=g),
+        terminated=torch.zeros(8),
+        discounts=torch.full((8,), 0.99),
+        weights=torch.ones(8),
+    )
+    loss, fraction_loss, _, q_taken, entropy = fqf.td_loss(
+        net, target, data, double=False, kappa=1.0, entropy_coef=0.01
+    )
 
     def grads_after(scalar):
         net.zero_grad(set_to_none=True)
@@ -163,14 +191,23 @@ def test_td_loss_fraction_loss_descends_w1():
     function (F⁻¹ = Φ⁻¹, for every state and action) lower W1 from skewed fractions. Mutation run: the fraction
     loss's sign flipped in td_loss (W1 rises)."""
     net, target = make_net(), make_net()
-    standard_normal = lambda h, taus: NORMAL.icdf(taus.double().clamp(1e-9, 1 - 1e-9)).float()[:, None, :].expand(-1, 2, -1)  # noqa: E731
+
+    def standard_normal(h, taus):
+        return NORMAL.icdf(taus.double().clamp(1e-9, 1 - 1e-9)).float()[:, None, :].expand(-1, 2, -1)
+
     net.quantiles = target.quantiles = standard_normal
     with torch.no_grad():
         net.fraction_net.bias.copy_(torch.tensor([2.0, 0, 0, 0, 0, -1.5]))  # badly skewed fractions
     g = torch.Generator().manual_seed(0)
-    data = fqf.ReplayBatch(obs=torch.randn(8, 4, generator=g), actions=torch.randint(2, (8,), generator=g),
-                           rewards=torch.zeros(8), next_obs=torch.randn(8, 4, generator=g),
-                           terminated=torch.zeros(8), discounts=torch.full((8,), 0.99))  # fmt: skip
+    data = fqf.ReplayBatch(
+        obs=torch.randn(8, 4, generator=g),
+        actions=torch.randint(2, (8,), generator=g),
+        rewards=torch.zeros(8),
+        next_obs=torch.randn(8, 4, generator=g),
+        terminated=torch.zeros(8),
+        discounts=torch.full((8,), 0.99),
+        weights=torch.ones(8),
+    )
     optimizer = fqf.fraction_optimizer(net.fraction_net.parameters(), 1e-2)
 
     def w1():
@@ -198,10 +235,19 @@ def test_target_quantiles_are_at_the_target_nets_own_fractions_for_the_next_stat
         target.fraction_net.bias.copy_(torch.tensor([2.0, 0, 0, 0, 0, -1.5]))
         net.fraction_net.bias.copy_(torch.tensor([-1.0, 0, 1, 0, 0.5, 0]))
     captured = {}
-    monkeypatch.setattr(fqf, "quantile_huber_loss", lambda quantiles, target, taus, kappa: captured.setdefault("target", target).sum())
+    monkeypatch.setattr(
+        fqf, "quantile_huber_loss", lambda quantiles, target, taus, kappa: captured.setdefault("target", target).sum()
+    )
     rewards = torch.tensor([1.0, -1.0, 0.5])
-    data = fqf.ReplayBatch(obs=torch.randn(3, 4), actions=torch.tensor([0, 1, 0]), rewards=rewards, next_obs=torch.randn(3, 4),
-                           terminated=torch.zeros(3), discounts=torch.full((3,), 0.9))  # fmt: skip
+    data = fqf.ReplayBatch(
+        obs=torch.randn(3, 4),
+        actions=torch.tensor([0, 1, 0]),
+        rewards=rewards,
+        next_obs=torch.randn(3, 4),
+        terminated=torch.zeros(3),
+        discounts=torch.full((3,), 0.9),
+        weights=torch.ones(3),
+    )
     fqf.td_loss(net, target, data, double=False, kappa=1.0, entropy_coef=0.0)
     next_tau_hats = target.fractions(target.embed(data.next_obs))[1]
     assert torch.allclose(captured["target"], rewards[:, None] + 0.9 * next_tau_hats, atol=1e-6)
@@ -216,13 +262,24 @@ def test_smoke_breakout(tmp_path):
 
 
 def test_smoke_breakout_double_dueling_nstep_prioritized_noisy(tmp_path):
-    smoke_test("fqf_atari.py", tmp_path, "losses/loss", "--n-fractions", 8, "--double", "--dueling", "--n-step", 3, "--prioritized",
-               "--noisy")
+    smoke_test(
+        "fqf_atari.py",
+        tmp_path,
+        "losses/loss",
+        "--n-fractions",
+        8,
+        "--double",
+        "--dueling",
+        "--n-step",
+        3,
+        "--prioritized",
+        "--noisy",
+    )
 
 
 # The paper's fraction learning rate, 2.5e-9, leaves the fractions where they start on this budget, so this run is
 # FQF's quantile network at near-even fractions; the fraction net's learning is checked by the math tests and the
-# smoke test. Measured with 1e-4: the fractions crowd into CartPole's low tail and the return falls (docs/fqf.md).
+# smoke test. With 1e-4 the fractions move, and crowd into CartPole's low tail (docs/fqf.md).
 @pytest.mark.slow
 def test_learns_acrobot_and_leaves_the_rest_state(tmp_path):
     """The greedy evaluation (ε = 0.001) on Acrobot, whose hanging start needs a phase-dependent policy (see
@@ -235,8 +292,10 @@ def test_learns_acrobot_and_leaves_the_rest_state(tmp_path):
     returns = eval_returns(tmp_path)
     assert len(returns) == 10 and np.mean(returns) >= -150, returns
     entropy = [v for _, v in read_scalars(only_run_dir(tmp_path))["losses/fraction_entropy"]]
-    print(f"eval mean {np.mean(returns):.1f}; fraction entropy: first {entropy[0]:.3f}, min {min(entropy):.3f}, "
-          f"last {entropy[-1]:.3f} (max log 32 = {math.log(32):.3f})")  # fmt: skip
+    print(
+        f"eval mean {np.mean(returns):.1f}; fraction entropy: first {entropy[0]:.3f}, min {min(entropy):.3f}, "
+        f"last {entropy[-1]:.3f} (max log 32 = {math.log(32):.3f})"
+    )
     q_network, states = greedy_visited_states(fqf, tmp_path, "Acrobot-v1")
     with torch.no_grad():
         h = q_network.embed(states)
@@ -250,6 +309,7 @@ def test_learns_acrobot_and_leaves_the_rest_state(tmp_path):
 def test_hot_path_has_no_host_sync(env_id):
     """Acting, replay and both FQF updates (Adam and the fraction net's RMSprop) on the "meta" device, standing in
     for CUDA (see no_host_sync). Mutation run: `rows` built on the host."""
+
     def optimizers(q_network):
         fraction_params = list(q_network.fraction_net.parameters())
         quantile_params = [p for name, p in q_network.named_parameters() if not name.startswith("fraction_net.")]
@@ -280,7 +340,9 @@ def test_checkpoint_evaluation_is_seeded(tmp_path, capsys):
 def test_bad_input_fails_fast_with_one_line(tmp_path, monkeypatch, capsys, flags, message):
     """Each bad field stops the run before anything is built, with exit status 2 and one line saying the allowed range.
     Mutation run: this script's own rules dropped from check_args (the run trains, or fails with a traceback)."""
-    assert_one_line_error(run_main(fqf, *QUICK, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys), message, tmp_path)
+    assert_one_line_error(
+        run_main(fqf, *QUICK, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys), message, tmp_path
+    )
 
 
 @pytest.mark.parametrize("kind", CHECKPOINT_KINDS)

@@ -9,8 +9,18 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import (CHECKPOINT_KINDS, assert_one_line_error, bad_checkpoint, eval_returns, no_host_sync, only_run_dir,
-                      read_scalars, run_and_terminate, run_main, run_script)  # fmt: skip
+from conftest import (
+    CHECKPOINT_KINDS,
+    assert_one_line_error,
+    bad_checkpoint,
+    eval_returns,
+    no_host_sync,
+    only_run_dir,
+    read_scalars,
+    run_and_terminate,
+    run_main,
+    run_script,
+)
 
 import ddpg_td3_sac as ac
 import iql_offline as iql
@@ -111,8 +121,16 @@ def collect(policy, episodes, seed):
         rewards.append(r)
     envs.close()
     observations, actions, rewards = np.stack(observations, 1), np.stack(actions, 1), np.stack(rewards, 1)
-    buffers = [EpisodeBuffer(observations=observations[i], actions=actions[i], rewards=list(rewards[i]),
-                             terminations=[False] * 200, truncations=[False] * 199 + [True]) for i in range(episodes)]  # fmt: skip
+    buffers = [
+        EpisodeBuffer(
+            observations=observations[i],
+            actions=actions[i],
+            rewards=list(rewards[i]),
+            terminations=[False] * 200,
+            truncations=[False] * 199 + [True],
+        )
+        for i in range(episodes)
+    ]
     return buffers, rewards.sum(1)
 
 
@@ -143,7 +161,9 @@ def test_minari_loader(pendulum_dataset):
     data = iql.load_minari("pendulum/mixed-v0", None)
     assert len(data.obs) == 30 * 200 and data.terminated.sum() == 0  # truncations bootstrap
     assert np.allclose(data.obs[1:200], data.next_obs[:199])  # next observations within an episode
-    assert not np.allclose(data.next_obs[199], data.obs[200])  # the episode's true last obs, not the next episode's first
+    assert not np.allclose(
+        data.next_obs[199], data.obs[200]
+    )  # the episode's true last obs, not the next episode's first
     assert data.env_id == "Pendulum-v1" and len(data.episode_returns) == 30
 
 
@@ -185,9 +205,13 @@ def constant_critic(q1, q2, v, args):
 
 def batch(n=16, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return iql.Transitions(obs=torch.randn(n, 3, generator=g), actions=torch.rand(n, 1, generator=g) * 2 - 1,
-                           rewards=torch.randn(n, generator=g), next_obs=torch.randn(n, 3, generator=g),
-                           terminated=(torch.rand(n, generator=g) < 0.3).float())  # fmt: skip
+    return iql.Transitions(
+        obs=torch.randn(n, 3, generator=g),
+        actions=torch.rand(n, 1, generator=g) * 2 - 1,
+        rewards=torch.randn(n, generator=g),
+        next_obs=torch.randn(n, 3, generator=g),
+        terminated=(torch.rand(n, generator=g) < 0.3).float(),
+    )
 
 
 def test_each_loss_reads_the_right_critic():
@@ -268,18 +292,41 @@ def test_d4rl_ant_file_runs_on_the_111_dim_ant(tmp_path):
         f["rewards"] = np.ones(n, dtype=np.float32)
         f["terminals"] = np.zeros(n, dtype=bool)
         f["timeouts"] = np.arange(n) % 25 == 24
-    out = run_script("iql_offline.py", "--dataset", tmp_path / "ant-medium-v2.hdf5", "--total-timesteps", 5,
-                     "--batch-size", 8, "--eval-episodes", 0, cwd=tmp_path)  # fmt: skip
+    out = run_script(
+        "iql_offline.py",
+        "--dataset",
+        tmp_path / "ant-medium-v2.hdf5",
+        "--total-timesteps",
+        5,
+        "--batch-size",
+        8,
+        "--eval-episodes",
+        0,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
-    assert "eval env Ant-v4 {'use_contact_forces': True}" in out.stdout and "preset locomotion (from the dataset's name)" in out.stdout
+    assert (
+        "eval env Ant-v4 {'use_contact_forces': True}" in out.stdout
+        and "preset locomotion (from the dataset's name)" in out.stdout
+    )
 
 
 def test_antmaze_preset_is_inferred_from_the_file_name(tmp_path):
     """An antmaze file gets the antmaze preset (r − 1, expectile 0.9, β 10) unless --preset says otherwise.
     Mutation run: the old fixed default, locomotion."""
     write_hdf5(tmp_path / "antmaze-umaze-v2.hdf5", with_next_obs=True)
-    common = ["--dataset", tmp_path / "antmaze-umaze-v2.hdf5", "--env-id", "Pendulum-v1", "--total-timesteps", 5,
-              "--batch-size", 4, "--eval-episodes", 0]  # fmt: skip
+    common = [
+        "--dataset",
+        tmp_path / "antmaze-umaze-v2.hdf5",
+        "--env-id",
+        "Pendulum-v1",
+        "--total-timesteps",
+        5,
+        "--batch-size",
+        4,
+        "--eval-episodes",
+        0,
+    ]
     out = run_script("iql_offline.py", *common, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "preset antmaze (from the dataset's name)" in out.stdout
@@ -304,8 +351,16 @@ def broken_dataset(tmp_path, kind):
     if kind == "empty minari":
         import minari
 
-        minari.create_dataset_from_buffers("pendulum/empty-v0", [], env="Pendulum-v1", algorithm_name="nothing", author="t",
-                                           author_email="t", description="no episodes", eval_env="Pendulum-v1")  # fmt: skip
+        minari.create_dataset_from_buffers(
+            "pendulum/empty-v0",
+            [],
+            env="Pendulum-v1",
+            algorithm_name="nothing",
+            author="t",
+            author_email="t",
+            description="no episodes",
+            eval_env="Pendulum-v1",
+        )
         return "pendulum/empty-v0"
     if kind == "0-byte":
         path.write_bytes(b"")
@@ -337,9 +392,15 @@ QUICK = ["--dataset", "pendulum/mixed-v0", "--total-timesteps", 50, "--batch-siz
         (["--beta", -1], "--beta -1.0: must be ≥ 0 and finite"),
         (["--n-quantiles", 0], "--n-quantiles 0: must be ≥ 1"),
         (["--bonus", "rnd", "--bonus-pretrain-steps", 0], "--bonus-pretrain-steps 0: must be ≥ 1 with --bonus"),
-        (["--eval-episodes", -3], "--eval-episodes -3: must be ≥ 1 with --eval-checkpoint or --eval-frequency, else ≥ 0"),
+        (
+            ["--eval-episodes", -3],
+            "--eval-episodes -3: must be ≥ 1 with --eval-checkpoint or --eval-frequency, else ≥ 0",
+        ),
         (["--eval-frequency", -1], "--eval-frequency -1: must be ≥ 0"),
-        (["--eval-checkpoint", "any.pt", "--eval-episodes", 0], "--eval-episodes 0: must be ≥ 1 with --eval-checkpoint"),
+        (
+            ["--eval-checkpoint", "any.pt", "--eval-episodes", 0],
+            "--eval-episodes 0: must be ≥ 1 with --eval-checkpoint",
+        ),
         (["--checkpoint-frequency", 100], "--checkpoint-frequency 100: must be ≥ 0, and > 0 only with --save-model"),
         (["--threads", 0], "--threads 0: must be ≥ 1"),
         ("nan reward", "'rewards' holds 1 NaN or infinite values (of 10)"),
@@ -354,7 +415,9 @@ def test_bad_input_fails_fast_with_one_line(pendulum_dataset, tmp_path, monkeypa
     IndexError traceback), the OSError not caught (traceback)."""
     if isinstance(flags, str):  # a broken dataset
         flags = ["--dataset", broken_dataset(tmp_path, flags), "--env-id", "Pendulum-v1"]
-    assert_one_line_error(run_main(iql, *QUICK, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys), message, tmp_path)
+    assert_one_line_error(
+        run_main(iql, *QUICK, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys), message, tmp_path
+    )
 
 
 def trained_checkpoint(tmp_path, monkeypatch, capsys, *flags):
@@ -385,12 +448,16 @@ def test_divergence_stops_the_run_and_keeps_the_last_finite_weights(pendulum_dat
     assert all(p.isfinite().all() for p in actor.parameters())
 
 
-def test_checkpoints_are_written_every_checkpoint_frequency_gradient_steps(pendulum_dataset, tmp_path, monkeypatch, capsys):
+def test_checkpoints_are_written_every_checkpoint_frequency_gradient_steps(
+    pendulum_dataset, tmp_path, monkeypatch, capsys
+):
     """Mutation run: the periodic save dropped (only the final one)."""
     calls = []
     save = iql.save_checkpoint
     monkeypatch.setattr(iql, "save_checkpoint", lambda *a: (calls.append(1), save(*a)))
-    result, path = trained_checkpoint(tmp_path, monkeypatch, capsys, "--total-timesteps", 70, "--checkpoint-frequency", 20)
+    result, path = trained_checkpoint(
+        tmp_path, monkeypatch, capsys, "--total-timesteps", 70, "--checkpoint-frequency", 20
+    )
     assert result[0] == 0 and len(calls) == 3 + 1  # at gradient steps 20, 40, 60, and at the end
 
 
@@ -417,8 +484,20 @@ def test_smoke_every_flag_combination(pendulum_dataset, tmp_path, combo):
             flags += ["--bonus", f]
         elif f:
             flags.append(f)
-    out = run_script("iql_offline.py", "--dataset", "pendulum/mixed-v0", "--total-timesteps", 300, "--bonus-pretrain-steps", 50,
-                     "--eval-episodes", 1, "--save-model", *flags, cwd=tmp_path)  # fmt: skip
+    out = run_script(
+        "iql_offline.py",
+        "--dataset",
+        "pendulum/mixed-v0",
+        "--total-timesteps",
+        300,
+        "--bonus-pretrain-steps",
+        50,
+        "--eval-episodes",
+        1,
+        "--save-model",
+        *flags,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     assert "300 gradient steps" in out.stdout
     scalars = read_scalars(only_run_dir(tmp_path))
@@ -436,8 +515,14 @@ def test_eval_frequency_logs_the_learning_curve_and_leaves_training_alone(pendul
 
     buffers, _ = collect(POLICIES["controller"], 4, seed=7)
     low, high = -1200.0, -130.0
-    minari.create_dataset_from_buffers("pendulum/scored-v0", buffers, env="Pendulum-v1", algorithm_name="test controller",
-                                       ref_min_score=low, ref_max_score=high)  # fmt: skip
+    minari.create_dataset_from_buffers(
+        "pendulum/scored-v0",
+        buffers,
+        env="Pendulum-v1",
+        algorithm_name="test controller",
+        ref_min_score=low,
+        ref_max_score=high,
+    )
     flags = ["--dataset", "pendulum/scored-v0", "--total-timesteps", 300, "--eval-episodes", 2]
     scalars = {}
     for name, extra in [("plain", []), ("curve", ["--eval-frequency", 100])]:
@@ -457,8 +542,17 @@ def test_eval_frequency_logs_the_learning_curve_and_leaves_training_alone(pendul
 
 
 # measured at 8k steps: IQL −215, distributional −226, BC −566, dataset mean −602
-LEARN = ["--dataset", "pendulum/mixed-v0", "--total-timesteps", 8000, "--normalize-states", "--eval-episodes", 10,
-         "--bonus-pretrain-steps", 2000]
+LEARN = [
+    "--dataset",
+    "pendulum/mixed-v0",
+    "--total-timesteps",
+    8000,
+    "--normalize-states",
+    "--eval-episodes",
+    10,
+    "--bonus-pretrain-steps",
+    2000,
+]
 
 
 @pytest.mark.slow
@@ -468,8 +562,14 @@ def test_learns_from_a_mixed_dataset(pendulum_dataset, tmp_path):
     os.environ["MINARI_DATASETS_PATH"] = str(pendulum_dataset[0])
     dataset_mean = pendulum_dataset[1]
     results = {}
-    for name, flags in [("bc", ["--beta", 0.0]), ("iql", []), ("d2rl", ["--d2rl"]), ("rnd", ["--bonus", "rnd"]),
-                        ("cvae", ["--bonus", "cvae"]), ("distributional", ["--distributional"])]:  # fmt: skip
+    for name, flags in [
+        ("bc", ["--beta", 0.0]),
+        ("iql", []),
+        ("d2rl", ["--d2rl"]),
+        ("rnd", ["--bonus", "rnd"]),
+        ("cvae", ["--bonus", "cvae"]),
+        ("distributional", ["--distributional"]),
+    ]:
         cwd = tmp_path / name
         cwd.mkdir()
         out = run_script("iql_offline.py", *LEARN, *flags, cwd=cwd)

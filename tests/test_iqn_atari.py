@@ -6,15 +6,37 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import (ACROBOT, ATARI_BAD_ARGS, CHECKPOINT_KINDS, QUICK, assert_one_line_error,
-                      assert_stops_on_divergence, atari_checkpoint, atari_hot_path, bad_checkpoint, eval_returns,
-                      evaluate_checkpoint_twice, greedy_visited_states, run_main, run_script, smoke_test)  # fmt: skip
+from conftest import (
+    ACROBOT,
+    ATARI_BAD_ARGS,
+    CHECKPOINT_KINDS,
+    QUICK,
+    assert_one_line_error,
+    assert_stops_on_divergence,
+    atari_checkpoint,
+    atari_hot_path,
+    bad_checkpoint,
+    eval_returns,
+    evaluate_checkpoint_twice,
+    greedy_visited_states,
+    run_main,
+    run_script,
+    smoke_test,
+)
 from test_qrdqn_atari import loss_by_definition
 
 import dqn_atari as dqn
 import iqn_atari as iqn
 
-MEASURES = [("cvar", 0.25), ("wang", 0.75), ("wang", -0.75), ("pow", 2.0), ("pow", -2.0), ("cpw", 0.71), ("neutral", 0.0)]
+MEASURES = [
+    ("cvar", 0.25),
+    ("wang", 0.75),
+    ("wang", -0.75),
+    ("pow", 2.0),
+    ("pow", -2.0),
+    ("cpw", 0.71),
+    ("neutral", 0.0),
+]
 
 
 def phi(x):
@@ -63,7 +85,10 @@ def test_risk_averse_and_seeking_distortions_move_the_mean_fraction():
 @pytest.mark.parametrize("kappa", [0.0, 1.0])
 def test_loss_with_per_sample_taus_matches_the_definition(kappa):
     g = torch.Generator().manual_seed(0)
-    quantiles, targets = torch.randn(4, 6, generator=g, dtype=torch.float64), torch.randn(4, 8, generator=g, dtype=torch.float64)
+    quantiles, targets = (
+        torch.randn(4, 6, generator=g, dtype=torch.float64),
+        torch.randn(4, 8, generator=g, dtype=torch.float64),
+    )
     taus = torch.rand(4, 6, generator=g, dtype=torch.float64)
     got = iqn.quantile_huber_loss(quantiles, targets, taus, kappa).tolist()
     assert got == pytest.approx(loss_by_definition(quantiles, targets, taus, kappa), rel=1e-12)
@@ -90,7 +115,18 @@ FEW_TAUS = ["--n-tau-samples", 8, "--n-target-samples", 8, "--n-act-samples", 8]
 
 
 def test_smoke_breakout(tmp_path):
-    smoke_test("iqn_atari.py", tmp_path, "losses/loss", *FEW_TAUS, "--double", "--dueling", "--n-step", 3, "--prioritized", "--noisy")
+    smoke_test(
+        "iqn_atari.py",
+        tmp_path,
+        "losses/loss",
+        *FEW_TAUS,
+        "--double",
+        "--dueling",
+        "--n-step",
+        3,
+        "--prioritized",
+        "--noisy",
+    )
 
 
 def test_smoke_breakout_risk_cvar(tmp_path):
@@ -104,8 +140,18 @@ def test_learns_acrobot_and_leaves_the_rest_state(tmp_path):
     seed 1). As for QR-DQN the return need not see an inverted indicator; the learned quantile function must rise with
     τ: Z(0.95) > Z(0.05) on the states the greedy policy visits. Measured (seed 1): −83.0 and 1.00; with the indicator
     inverted (the mutation run) −83.6 and 0.00."""
-    out = run_script("iqn_atari.py", *ACROBOT, "--n-tau-samples", 32, "--n-target-samples", 32, "--n-act-samples", 16,
-                     "--save-model", cwd=tmp_path)  # fmt: skip
+    out = run_script(
+        "iqn_atari.py",
+        *ACROBOT,
+        "--n-tau-samples",
+        32,
+        "--n-target-samples",
+        32,
+        "--n-act-samples",
+        16,
+        "--save-model",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     returns = eval_returns(tmp_path)
     assert len(returns) == 10 and np.mean(returns) >= -150, returns
@@ -117,11 +163,14 @@ def test_learns_acrobot_and_leaves_the_rest_state(tmp_path):
     assert upper_tail_above > 0.9, upper_tail_above
 
 
-@pytest.mark.parametrize("env_id,risk", [("BreakoutNoFrameskip-v4", "wang"), ("CartPole-v1", "wang"), ("CartPole-v1", "cvar")])
+@pytest.mark.parametrize(
+    "env_id,risk", [("BreakoutNoFrameskip-v4", "wang"), ("CartPole-v1", "wang"), ("CartPole-v1", "cvar")]
+)
 def test_hot_path_has_no_host_sync(env_id, risk):
     """Acting (with a risk distortion), replay and the IQN update on the "meta" device, standing in for CUDA (see
     no_host_sync). Mutations run: the host-built `torch.arange(B)` row index, and Wang's Φ through
     torch.distributions.Normal, which validates its arguments: both as the script had them before."""
+
     def loss(q, target, data):
         return iqn.td_loss(q, target, data, True, 1.0, 8, 8)[:2]
 
@@ -141,6 +190,7 @@ def test_bootstrap_action_uses_the_distorted_fractions(monkeypatch, risk, expect
     where action 0 is a sure 0 and action 1 is Z_τ = 10τ − 3 (mean 2, but CVaR_0.25 = −1.75): the risk-neutral a* is
     1, the CVaR a* is 0, so the targets are r + γ·0 = r exactly. Mutation run: a* from undistorted τ (the script
     before), which bootstraps from action 1 under CVaR too."""
+
     def quantile_function(x, taus):
         return torch.stack([torch.zeros_like(taus), 10 * taus - 3], 1)  # [B, A = 2, T]
 
@@ -155,8 +205,15 @@ def test_bootstrap_action_uses_the_distorted_fractions(monkeypatch, risk, expect
 
     monkeypatch.setattr(iqn, "quantile_huber_loss", capture)
     rewards = torch.tensor([1.0, -2.0, 0.5])
-    data = iqn.ReplayBatch(obs=torch.zeros(3, 4), actions=torch.tensor([0, 1, 0]), rewards=rewards, next_obs=torch.zeros(3, 4),
-                           terminated=torch.zeros(3), discounts=torch.full((3,), 0.99))  # fmt: skip
+    data = iqn.ReplayBatch(
+        obs=torch.zeros(3, 4),
+        actions=torch.tensor([0, 1, 0]),
+        rewards=rewards,
+        next_obs=torch.zeros(3, 4),
+        terminated=torch.zeros(3),
+        discounts=torch.full((3,), 0.99),
+        weights=torch.ones(3),
+    )
     for double in (False, True):
         iqn.td_loss(q_network, target_network, data, double, 1.0, 8, 16)
         bootstrapped_from_action_1 = not torch.equal(captured["target"], rewards[:, None].expand(3, 16))
@@ -175,7 +232,9 @@ def test_bootstrap_action_uses_the_distorted_fractions(monkeypatch, risk, expect
 def test_bad_input_fails_fast_with_one_line(tmp_path, monkeypatch, capsys, flags, message):
     """Each bad field stops the run before anything is built, with exit status 2 and one line saying the allowed range.
     Mutation run: this script's own rules dropped from check_args (the run trains, or fails with a traceback)."""
-    assert_one_line_error(run_main(iqn, *QUICK, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys), message, tmp_path)
+    assert_one_line_error(
+        run_main(iqn, *QUICK, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys), message, tmp_path
+    )
 
 
 @pytest.mark.parametrize("kind", CHECKPOINT_KINDS)

@@ -5,9 +5,24 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from conftest import (ACROBOT, ATARI_BAD_ARGS, CARTPOLE, CHECKPOINT_KINDS, QUICK, assert_one_line_error,
-                      assert_stops_on_divergence, atari_checkpoint, atari_hot_path, bad_checkpoint, eval_returns,
-                      evaluate_checkpoint_twice, greedy_visited_states, run_main, run_script, smoke_test)  # fmt: skip
+from conftest import (
+    ACROBOT,
+    ATARI_BAD_ARGS,
+    CARTPOLE,
+    CHECKPOINT_KINDS,
+    QUICK,
+    assert_one_line_error,
+    assert_stops_on_divergence,
+    atari_checkpoint,
+    atari_hot_path,
+    bad_checkpoint,
+    eval_returns,
+    evaluate_checkpoint_twice,
+    greedy_visited_states,
+    run_main,
+    run_script,
+    smoke_test,
+)
 
 import iqn_atari as iqn
 import qrdqn_atari as qr
@@ -40,8 +55,14 @@ def test_loss_matches_the_definition(kappa, per_sample_taus):
     g = torch.Generator().manual_seed(0)
     quantiles = torch.randn(3, 5, generator=g, dtype=torch.float64) * 2
     targets = torch.randn(3, 7, generator=g, dtype=torch.float64) * 2  # N' ≠ N
-    taus = torch.rand(3, 5, generator=g, dtype=torch.float64) if per_sample_taus else (torch.arange(5, dtype=torch.float64) + 0.5) / 5
-    got = qr.quantile_huber_loss(quantiles, targets, taus, kappa).tolist()  # per sample: prioritized replay's priorities
+    taus = (
+        torch.rand(3, 5, generator=g, dtype=torch.float64)
+        if per_sample_taus
+        else (torch.arange(5, dtype=torch.float64) + 0.5) / 5
+    )
+    got = qr.quantile_huber_loss(
+        quantiles, targets, taus, kappa
+    ).tolist()  # per sample: prioritized replay's priorities
     assert got == pytest.approx(loss_by_definition(quantiles, targets, taus, kappa), rel=1e-12)
 
 
@@ -73,15 +94,25 @@ def test_minimiser_is_the_tau_quantile():
 
 
 def test_kappa_behaviour():
-    """Inside |u| ≤ κ the loss is |τ − 1{u<0}| u²/2κ, outside |τ − 1{u<0}| (|u| − κ/2); κ → 0 gives the quantile loss."""
+    """Inside |u| ≤ κ the loss is |τ − 1{u<0}| u²/2κ, outside |τ − 1{u<0}| (|u| − κ/2); κ → 0 gives the quantile
+    loss."""
     tau = torch.tensor([0.3])
     # one estimate θ = 0 against one target u: u > 0 weighs τ = 0.3, u < 0 weighs 1 − τ = 0.7
-    cases = [(0.5, 1.0, 0.3 * 0.25 / 2), (-0.5, 1.0, 0.7 * 0.25 / 2), (3.0, 1.0, 0.3 * (3 - 0.5)), (-3.0, 2.0, 0.7 * (3 - 1))]
+    cases = [
+        (0.5, 1.0, 0.3 * 0.25 / 2),
+        (-0.5, 1.0, 0.7 * 0.25 / 2),
+        (3.0, 1.0, 0.3 * (3 - 0.5)),
+        (-3.0, 2.0, 0.7 * (3 - 1)),
+    ]
     for u, kappa, expected in cases:
         got = qr.quantile_huber_loss(torch.zeros(1, 1), torch.tensor([[u]]), tau, kappa).item()
         assert got == pytest.approx(expected, rel=1e-6)
     g = torch.Generator().manual_seed(1)
-    quantiles, targets, taus = torch.randn(4, 6, generator=g), torch.randn(4, 6, generator=g), torch.rand(6, generator=g)
+    quantiles, targets, taus = (
+        torch.randn(4, 6, generator=g),
+        torch.randn(4, 6, generator=g),
+        torch.rand(6, generator=g),
+    )
     plain = qr.quantile_huber_loss(quantiles, targets, taus, kappa=0).mean()
     # each term differs from the quantile loss by at most weight · κ/2 ≤ κ/2, so the sum over N = 6 by 3κ
     small_kappa = qr.quantile_huber_loss(quantiles, targets, taus, kappa=1e-4).mean()
@@ -107,8 +138,15 @@ def test_target_uses_the_quantiles_of_one_greedy_action():
     not a per-quantile max across actions (sb3-contrib #17)."""
     next_q = [[[0.0, 1.0, 2.0], [-5.0, 0.0, 3.0]]]  # means 1.0 and −0.67
     net = Quantiles(next_q)
-    data = qr.ReplayBatch(obs=torch.tensor([0]), actions=torch.tensor([0]), rewards=torch.tensor([1.0]), next_obs=torch.tensor([0]),
-                          terminated=torch.tensor([0.0]), discounts=torch.tensor([0.5]))  # fmt: skip
+    data = qr.ReplayBatch(
+        obs=torch.tensor([0]),
+        actions=torch.tensor([0]),
+        rewards=torch.tensor([1.0]),
+        next_obs=torch.tensor([0]),
+        terminated=torch.tensor([0.0]),
+        discounts=torch.tensor([0.5]),
+        weights=torch.ones(1),
+    )
     loss, _, _ = qr.td_loss(net, net, data, double=False, kappa=0.0)
     expected_target = torch.tensor([[1.0, 1.5, 2.0]])  # 1 + 0.5 · (0, 1, 2)
     taus = torch.tensor([1 / 6, 1 / 2, 5 / 6])
@@ -116,7 +154,9 @@ def test_target_uses_the_quantiles_of_one_greedy_action():
 
 
 def test_smoke_breakout(tmp_path):
-    smoke_test("qrdqn_atari.py", tmp_path, "losses/loss", "--double", "--dueling", "--n-step", 3, "--prioritized", "--noisy")
+    smoke_test(
+        "qrdqn_atari.py", tmp_path, "losses/loss", "--double", "--dueling", "--n-step", 3, "--prioritized", "--noisy"
+    )
 
 
 @pytest.mark.slow
@@ -174,7 +214,9 @@ def test_checkpoint_evaluation_is_seeded(tmp_path, capsys):
 def test_bad_input_fails_fast_with_one_line(tmp_path, monkeypatch, capsys, flags, message):
     """Each bad field stops the run before anything is built, with exit status 2 and one line saying the allowed range.
     Mutation run: this script's own rules dropped from check_args (the run trains, or fails with a traceback)."""
-    assert_one_line_error(run_main(qr, *QUICK, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys), message, tmp_path)
+    assert_one_line_error(
+        run_main(qr, *QUICK, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys), message, tmp_path
+    )
 
 
 @pytest.mark.parametrize("kind", CHECKPOINT_KINDS)
