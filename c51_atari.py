@@ -4,7 +4,7 @@ The network predicts the return's distribution instead of its mean: a softmax ov
 spaced on [v_min, v_max] for each action, with Q(s, a) = Σ_i z_i p_i(s, a). The target r + γZ(s', a*) is
 projected back onto the atoms (`categorical_projection`) and the loss is the cross-entropy to it. Against
 dqn_atari.py only the head, the projection, the loss and the paper's optimiser settings differ.
-`--double`, `--dueling` and `--n-step` carry over (the paper used none of them; Rainbow used all three).
+dqn_atari.py's five flags carry over (the paper used none of them); with all five, this is Rainbow.
 Paper: https://arxiv.org/abs/1707.06887
 """
 

@@ -188,8 +188,8 @@ def explore(args: Args, actor, obs):
 
 
 def act(args: Args, envs, actor, obs, global_step):
-    """Uniformly random actions until `learning_starts` (all three papers fill the buffer so), then `explore`; as a
-    device tensor and as the env's host array."""
+    """Uniformly random actions until `learning_starts` (CleanRL's start for all three; the TD3 paper's start steps),
+    then `explore`; as a device tensor and as the env's host array."""
     if global_step < args.learning_starts:
         actions_np = np.stack([envs.single_action_space.sample() for _ in range(args.num_envs)])
         return torch.as_tensor(actions_np, device=obs.device), actions_np
@@ -377,10 +377,9 @@ def main(args: Args) -> None:
         if args.save_model:
             save_checkpoint(model_path, *(last_finite.networks if failure else (actor, qfs)), args)
             print(f"model saved to {model_path}" + (" (the last finite weights)" if failure else ""))
-        if recorder:
-            failure = failure or write_dataset(
-                recorder, args, args.env_id, args.algo, "every finished training episode"
-            )
+        if recorder:  # written whatever ended the run: its episodes are finished ones
+            dataset_error = write_dataset(recorder, args, args.env_id, args.algo, "every finished training episode")
+            failure = failure or dataset_error
         writer.flush()
     exit_if_ended_early(failure, stop, global_step)
 
@@ -392,18 +391,18 @@ def main(args: Args) -> None:
 
 def check_args(args: Args) -> list[str]:
     """One line per field outside its range, saying the range; empty when every field is fine. Runs before anything is
-    built, on the fields as given (None: the per-algorithm default)."""
+    built, on the fields that `resolve_defaults` filled."""
     rules = [
         ("num_envs", args.num_envs >= 1, "≥ 1"),
         ("total_timesteps", args.total_timesteps >= 1, "≥ 1"),
         ("learning_rate", 0 < args.learning_rate < float("inf"), "> 0 and finite"),
-        ("q_lr", args.q_lr is None or 0 < args.q_lr < float("inf"), "> 0 and finite"),
+        ("q_lr", 0 < args.q_lr < float("inf"), "> 0 and finite"),
         ("buffer_size", args.buffer_size >= 1, "≥ 1"),
         ("gamma", 0 < args.gamma <= 1, "in (0, 1]"),
         ("tau", 0 < args.tau <= 1, "in (0, 1]"),
         ("batch_size", args.batch_size >= 1, "≥ 1"),
-        ("learning_starts", args.learning_starts is None or args.learning_starts >= 0, "≥ 0"),
-        ("policy_frequency", args.policy_frequency is None or args.policy_frequency >= 1, "≥ 1"),
+        ("learning_starts", args.learning_starts >= 0, "≥ 0"),
+        ("policy_frequency", args.policy_frequency >= 1, "≥ 1"),
         ("exploration_noise", args.exploration_noise >= 0, "≥ 0"),
         ("policy_noise", args.policy_noise >= 0, "≥ 0"),
         ("noise_clip", args.noise_clip >= 0, "≥ 0"),
@@ -421,7 +420,7 @@ def check_args(args: Args) -> list[str]:
         ),
         ("threads", args.threads is None or args.threads >= 1, "≥ 1"),
     ]
-    if args.learning_starts is not None and args.learning_starts >= args.total_timesteps and not args.eval_checkpoint:
+    if args.learning_starts >= args.total_timesteps and not args.eval_checkpoint:
         print(
             f"warning: --learning-starts {args.learning_starts} ≥ --total-timesteps {args.total_timesteps}: "
             f"no gradient step will be taken",

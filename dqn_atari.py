@@ -2,10 +2,10 @@
 
 A convolutional Q-network is regressed onto the one-step target y = r + γ max_a' Q_target(s', a') (`td_loss`), with
 transitions drawn uniformly from a large replay memory and a target network that is a periodic copy of the online one.
-Five flags from the later literature make the components of Rainbow (Hessel et al. 2018): `--double` (van Hasselt et
-al. 2016), `--dueling` (Wang et al. 2016), `--n-step` (Sutton 1988), `--prioritized` (Schaul et al. 2016) and `--noisy`
-(Fortunato et al. 2018). This file is the template of the Atari scripts: everything below its banner is the same in
-c51/qrdqn/iqn/fqf_atari.py, so `diff dqn_atari.py c51_atari.py` shows C51 alone.
+Five flags from the later literature add Rainbow's other components (Hessel et al. 2018; its distributional one is
+c51_atari.py): `--double` (van Hasselt et al. 2016), `--dueling` (Wang et al. 2016), `--n-step` (Sutton 1988),
+`--prioritized` (Schaul et al. 2016) and `--noisy` (Fortunato et al. 2018). This file is the template of
+the Atari scripts: below its banner the others are the same, so `diff dqn_atari.py c51_atari.py` shows C51 alone.
 Paper: https://www.nature.com/articles/nature14236
 """
 
@@ -135,8 +135,7 @@ class Args:
     # DQN's regression loss
     loss: Literal["huber", "mse"] = "huber"
     """regression loss of the TD error: huber is Nature's error clipping (which goes with its reward clipping); mse is
-    Dopamine's JAX DQN default (`loss_type='mse'`, also in its dqn_acrobot.gin). Neither wins on every env
-    (docs/dqn.md)"""
+    Dopamine's JAX DQN default (`loss_type='mse'`, also in its dqn_acrobot.gin); docs/dqn.md compares them"""
 
 
 class QNetwork(nn.Module):

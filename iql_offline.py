@@ -394,15 +394,15 @@ def main(args: Args) -> None:
 
 def check_args(args: Args) -> list[str]:
     """One line per field outside its range, saying the range; empty when every field is fine. Runs before anything is
-    loaded, on the fields as given (None: the preset's default)."""
+    loaded, on the fields that `resolve_defaults` filled."""
     rules = [
         ("total_timesteps", args.total_timesteps >= 1, "≥ 1"),
         ("learning_rate", 0 < args.learning_rate < float("inf"), "> 0 and finite"),
         ("batch_size", args.batch_size >= 1, "≥ 1"),
         ("gamma", 0 < args.gamma <= 1, "in (0, 1]"),
         ("tau", 0 < args.tau <= 1, "in (0, 1]"),
-        ("expectile", args.expectile is None or 0 < args.expectile < 1, "in (0, 1)"),
-        ("beta", args.beta is None or 0 <= args.beta < float("inf"), "≥ 0 and finite"),
+        ("expectile", 0 < args.expectile < 1, "in (0, 1)"),
+        ("beta", 0 <= args.beta < float("inf"), "≥ 0 and finite"),
         ("exp_adv_max", args.exp_adv_max > 0, "> 0"),
         ("bonus_coef", args.bonus_coef >= 0, "≥ 0"),
         (

@@ -5,8 +5,8 @@ a fraction τ ~ U[0, 1], embeds it with cosines, multiplies it into the state fe
 outputs Z_τ(x, a). The loss is QR-DQN's quantile Huber loss on N sampled τ against N' target samples at
 fresh τ'. Acting averages K samples, whose τ can be distorted for risk-sensitive policies (`distort_taus`); the
 same distorted average picks the bootstrap action, so the policy learned about is the one that acts.
-Against qrdqn_atari.py only the τ-embedding and the sampling differ. `--double`, `--dueling` and `--n-step`
-carry over (the paper used none of them; Dopamine's default IQN is not double).
+Against qrdqn_atari.py only the τ-embedding and the sampling differ. dqn_atari.py's five flags carry over (the
+paper used none of them; Dopamine's default IQN is not double).
 Paper: https://arxiv.org/abs/1806.06923
 """
 

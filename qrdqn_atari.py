@@ -4,7 +4,7 @@ The network predicts N quantiles θ_i(s, a) of the return at the fixed fractions
 Q(s, a) = mean_i θ_i(s, a). They are fitted to the target samples r + γθ_j(s', a*) by quantile (Huber)
 regression, which minimises the 1-Wasserstein distance to the target distribution (`quantile_huber_loss`).
 Against dqn_atari.py only the head, the loss and the paper's optimiser settings differ.
-`--double`, `--dueling` and `--n-step` carry over (the paper used none of them).
+dqn_atari.py's five flags carry over (the paper used none of them).
 Paper: https://arxiv.org/abs/1710.10044
 """
 
