@@ -262,12 +262,18 @@ def test_divergence_stops_the_run_and_keeps_the_last_finite_weights(tmp_path, mo
 
 
 def test_nan_in_the_critic_loss_stops_the_run(tmp_path, monkeypatch, capsys):
-    """A NaN added to the critic loss's value (not its gradient) at gradient step 100, where it is checked. Mutation
-    run: the losses left out of the check (exit 0)."""
+    """A NaN added to the critic loss's value (not its gradient) at gradient step 100, where it is checked; the episode
+    that finished before it still goes to `--save-dataset`. Mutations run: the losses left out of the check (exit 0);
+    the dataset written only when nothing failed (no dataset)."""
+    import minari
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     poison_loss(monkeypatch, ac, "critic_loss", at_call=100)
     flags = ["--env-id", "Pendulum-v1", "--total-timesteps", 400, "--learning-starts", 100, "--eval-episodes", 0]
+    flags += ["--save-dataset", "pendulum/diverged-v0"]
     result = run_main(ac, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
     assert_one_line_error(result, "qf_loss became NaN or infinite by step 200", tmp_path, status=1)
+    assert minari.load_dataset("pendulum/diverged-v0").total_episodes == 1  # the 200-step episode ended at step 200
 
 
 def test_sigterm_writes_the_checkpoint_and_the_dataset(tmp_path, monkeypatch):
