@@ -130,10 +130,9 @@ class QNetwork(nn.Module):
         return self.net(torch.cat([obs, actions], 1)).squeeze(1)
 
 
-LOG_STD_MIN, LOG_STD_MAX = (
-    -5.0,
-    2.0,
-)  # SAC's log σ range (CleanRL, after Yarats's pytorch_sac; softlearning uses −20, 2)
+# SAC's log σ is clamped to [−20, 2], as in the SAC authors' code (softlearning, policies/gaussian_policy.py,
+# SCALE_DIAG_MIN_MAX) and Tianshou. CleanRL instead squashes it with tanh into [−5, 2], which keeps a gradient outside.
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
 
 class Actor(nn.Module):

@@ -112,6 +112,27 @@ def test_tanh_gaussian_log_prob_matches_a_density_estimate():
     assert np.all(np.abs(a) <= 2)
 
 
+def test_sac_log_std_is_clamped_to_softlearnings_range():
+    """log σ(s) is clamped to [−20, 2] (softlearning's SCALE_DIAG_MIN_MAX): a head output of −10 is kept, so with μ = 0
+    the sampled u ≈ 0 and E[log π] = Σ_k (−½ − log σ_k − ½ log 2π − log scale_k); an output of 5 acts as 2."""
+    actor, _, _ = nets("sac")
+    s = torch.randn(100_000, 3)
+    with torch.no_grad():
+        for layer in (actor.mean, actor.log_std):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        actor.log_std.bias.fill_(-10.0)
+        _, log_prob = actor.sample(s)
+        expected = -0.5 + 10.0 - 0.5 * np.log(2 * np.pi) - np.log(2.0)  # Pendulum: one action, scale 2
+        assert abs(log_prob.mean().item() - expected) < 0.02, (log_prob.mean().item(), expected)
+        draws = []
+        for log_std in (5.0, 2.0):
+            actor.log_std.bias.fill_(log_std)
+            torch.manual_seed(0)
+            draws.append(actor.sample(s))
+    assert torch.equal(draws[0][0], draws[1][0]) and torch.equal(draws[0][1], draws[1][1])
+
+
 def test_actor_losses():
     for algo in ["ddpg", "td3"]:
         actor, _, qfs = nets(algo)
