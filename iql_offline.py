@@ -344,18 +344,20 @@ def main(args: Args) -> None:
             v_loss.backward()
             v_optimizer.step()
 
+            # the paper's code (learner.py) updates the actor here: with the new V and the target Qs of this step,
+            # before Q's update and the soft update
+            policy_loss = actor_loss(args, actor, critic_target, critic, bonus, batch)
+            actor_optimizer.zero_grad()
+            policy_loss.backward()
+            actor_optimizer.step()
+            actor_schedule.step()
+
             loss_q = q_loss(args, critic, actor, bonus, batch)
             q_optimizer.zero_grad()
             loss_q.backward()
             q_optimizer.step()
             soft_update(critic_target.q1, critic.q1, args.tau)  # the Qs only: V has no target in the paper's code
             soft_update(critic_target.q2, critic.q2, args.tau)
-
-            policy_loss = actor_loss(args, actor, critic_target, critic, bonus, batch)
-            actor_optimizer.zero_grad()
-            policy_loss.backward()
-            actor_optimizer.step()
-            actor_schedule.step()
             step += 1
 
             if step % 100 == 0:  # the losses are read back here anyway: stop if they diverged

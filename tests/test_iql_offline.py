@@ -439,6 +439,27 @@ def test_bad_checkpoint_fails_with_one_line(pendulum_dataset, tmp_path, monkeypa
     assert_one_line_error(result, message, tmp_path)
 
 
+def test_actor_reads_the_target_critic_before_the_soft_update(pendulum_dataset, tmp_path, monkeypatch, capsys):
+    """The paper's code (learner.py) updates V, then the actor against the target Qs of the step, then Q and the
+    target. So the target critic the actor reads is the one V read in the same step. Mutation run: the actor's update
+    after the soft update (its target has moved by τ)."""
+    seen = {"value": [], "actor": []}
+
+    def recording(name, loss):
+        def wrapped(args, first, critic_target, *rest):
+            seen[name].append(torch.cat([p.detach().flatten() for p in critic_target.parameters()]))
+            return loss(args, first, critic_target, *rest)
+
+        return wrapped
+
+    monkeypatch.setattr(iql, "value_loss", recording("value", iql.value_loss))
+    monkeypatch.setattr(iql, "actor_loss", recording("actor", iql.actor_loss))
+    result = run_main(iql, *QUICK, "--total-timesteps", 3, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert result[0] == 0, result[2]
+    assert len(seen["actor"]) == 3 and not torch.equal(seen["value"][0], seen["value"][1])
+    assert all(torch.equal(v, a) for v, a in zip(seen["value"], seen["actor"]))
+
+
 def test_divergence_stops_the_run_and_keeps_the_last_finite_weights(pendulum_dataset, tmp_path, monkeypatch, capsys):
     """Adam at 1e30: the losses turn inf/NaN before the first check at gradient step 100. Mutations run: the check
     dropped (exit 0), the diverged networks saved (NaN weights)."""
