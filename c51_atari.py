@@ -197,8 +197,11 @@ def td_loss(q_network, target_network, data: "ReplayBatch", double: bool):
         a* = argmax_a' Q_target(s', a')  (C51),    a* = argmax_a' Q_online(s', a')  (Double),
 
     with the replay's n-step reward sum R and discount γ^m; the batch's mean, importance-weighted under prioritized
-    replay (`data.weights`). Returns the loss, the priorities (each sample's cross-entropy, as Rainbow's, which uses
-    the KL divergence, equal up to the target's entropy, and Dopamine's) and Q(s, a)."""
+    replay (`data.weights`). Returns the loss, the priorities and Q(s, a).
+    The priorities are each sample's KL divergence KL(m ‖ p) = Σ_i m_i (log m_i − log p_i), as Rainbow prioritises
+    (Hessel et al. 2018, "because this is what the algorithm is minimizing"). It is the cross-entropy less the target's
+    entropy H(m), which varies per sample (up to ln N) and would floor every priority: Dopamine and Kaixhin/Rainbow use
+    the cross-entropy. Both give the loss the same gradient."""
     rows = torch.arange(len(data.actions), device=data.rewards.device)  # built on the device: no host copy
     with torch.no_grad():
         next_probs = target_network.logits(data.next_obs).softmax(-1)  # [B, A, n_atoms]
@@ -208,7 +211,8 @@ def td_loss(q_network, target_network, data: "ReplayBatch", double: bool):
         target = categorical_projection(next_probs, data.rewards, data.terminated, data.discounts, target_network.atoms)
     log_probs = q_network.logits(data.obs)[rows, data.actions].log_softmax(-1)
     losses = -(target * log_probs).sum(-1)
-    return (data.weights * losses).mean(), losses.detach(), (log_probs.exp() * q_network.atoms).sum(-1)
+    kl = (torch.special.xlogy(target, target).sum(-1) + losses).detach().clamp(min=0)  # 0 log 0 = 0; ≥ 0 up to rounding
+    return (data.weights * losses).mean(), kl, (log_probs.exp() * q_network.atoms).sum(-1)
 
 
 def main(args: Args) -> None:

@@ -238,12 +238,15 @@ def td_loss(q_network, target_network, data: "ReplayBatch", double: bool, kappa:
 
       quantile loss: regress F⁻¹_τ̂i(s, a) onto the samples R + γ^m (1 − terminated) F'⁻¹_τ̂'j(s', a*),
                      a* = argmax_a' Q'(s', a') under the same τ' (the online net's Q, Double);
-      fraction loss: Σ_i ∂W1/∂τ_i · τ_i − λ H(p), the gradient held fixed, so that it descends W1 through τ.
+      fraction loss: Σ_b Σ_i ∂W1/∂τ_i · τ_i − λ mean_b H(p), the gradient held fixed, so that it descends W1
+                     through τ.
 
     The quantile loss sees τ̂ detached and the fraction loss sees F⁻¹ detached: each reaches its own network only.
-    Both are the batch's mean, importance-weighted under prioritized replay (`data.weights`): the replay's bias is
-    the same for both. Returns both losses, the priorities (each sample's quantile Huber loss, as Revisiting Rainbow's
-    QR-DQN and IQN agents), Q(s, a) and the fractions' entropy."""
+    The quantile loss is the batch's mean. The fraction loss's W1 term is the batch's sum, as the authors' code
+    applies it (tf.gradients(τ, θ, grad_ys=∂W1/∂τ) sums over the batch): its RMSProp's ε (1e-5) is set for that
+    scale, and a mean would be 32× smaller, near ε. Both are importance-weighted under prioritized replay
+    (`data.weights`): the replay's bias is the same for both. Returns both losses, the priorities (each sample's
+    quantile Huber loss, as Revisiting Rainbow's QR-DQN and IQN agents), Q(s, a) and the fractions' entropy."""
     batch = len(data.actions)
     rows = torch.arange(batch, device=data.rewards.device)  # built on the device: no host copy
     h = q_network.embed(data.obs)
@@ -258,7 +261,8 @@ def td_loss(q_network, target_network, data: "ReplayBatch", double: bool, kappa:
     quantiles = q_network.quantiles(h, tau_hats)[rows, data.actions]  # [B, N]
     losses = quantile_huber_loss(quantiles, target, tau_hats, kappa)
     gradient = fraction_gradient(values_at_taus, quantiles.detach())
-    fraction_loss = (data.weights * ((gradient * taus[:, 1:-1]).sum(1) - entropy_coef * entropy)).mean()
+    w1_term = (data.weights * (gradient * taus[:, 1:-1]).sum(1)).sum()
+    fraction_loss = w1_term - entropy_coef * (data.weights * entropy).mean()
     q_taken = ((taus[:, 1:] - taus[:, :-1]).detach() * quantiles.detach()).sum(1)
     return (data.weights * losses).mean(), fraction_loss, losses.detach(), q_taken, entropy.detach()
 

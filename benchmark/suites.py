@@ -120,6 +120,9 @@ MINATAR_GAMES = [
 # replay 100k, batch 32, learning from 1000 steps, a gradient step every 4, target copy every 1000, ε 1 -> 0.01 over
 # 250k steps. C51 is their Rainbow gin without its extras (51 atoms on [-100, 100]); QR-DQN 51 quantiles; IQN 32 τ
 # samples for the online, target and acting estimates, a 64-cosine embedding. Their runs are 10M frames; ours 1M.
+# Their MinAtar network (networks_new.py) differs from ours, MinAtar's: its flax nn.Conv pads SAME, so 10×10×16 = 1,600
+# features reach the head (ours pads VALID, as MinAtar's examples: 8×8×16 = 1,024), and its layers start from
+# Glorot-uniform weights (ours from PyTorch's defaults).
 MINATAR_RR = [
     "--total-timesteps",
     1_000_000,
@@ -154,9 +157,10 @@ MINATAR_RR_PER_SCRIPT = {
 # Rainbow: their rainbow_*.gin in full, on c51_atari.py: C51's settings above plus Double, Dueling, 3-step returns,
 # prioritized replay and noisy nets. Dopamine's replay weights by 1/√P(i) (β fixed at 0.5) and sets priorities √(loss):
 # α = 0.5. Their noisy layers start at σ₀ = 0.1 (networks_new.py), and with noise their ε stays at Dopamine's 0.01
-# (`identity_epsilon`). Two differences: their MinAtar network has no hidden layer (`hidden_layer = 0`), ours MinAtar's
-# 128 units, as in our C51 runs; and their NoisyNetwork keeps the first noise it draws (its `prn_inf` cache), ours
-# draws new noise for every action and gradient step, as Fortunato et al. and Rainbow do.
+# (`identity_epsilon`). Besides the network's padding and initialisation (above), three differences: their Rainbow
+# network has no hidden layer (`hidden_layer = 0`), ours MinAtar's 128 units, as in our C51 runs; their NoisyNetwork
+# keeps the first noise it draws (its `prn_inf` cache), ours draws new noise for every action and gradient step, as
+# Fortunato et al. and Rainbow do; and Dopamine's priority is the cross-entropy, ours the KL, as Rainbow's.
 MINATAR_RAINBOW_EXTRAS = ["--double", "--dueling", "--n-step", 3]
 MINATAR_PER = ["--prioritized", "--prioritized-replay-beta", 0.5, "--prioritized-replay-beta-end", 0.5]
 MINATAR_NOISY = ["--noisy", "--noisy-sigma0", 0.1, "--start-e", 0.01, "--end-e", 0.01]

@@ -108,8 +108,10 @@ def test_projection_terminal_ignores_the_next_distribution():
     assert torch.allclose(got, expected, atol=1e-12)
 
 
-def test_loss_is_cross_entropy_to_the_projected_target():
-    """With a one-state MLP, the loss equals −Σ m log p for the target built by hand, and the Q it reports is Σ z p."""
+def test_loss_is_cross_entropy_and_priority_the_kl_to_the_projected_target():
+    """With a one-state MLP, the loss equals −Σ m log p for the target built by hand, the priorities are each sample's
+    KL(m ‖ p) = Σ m (log m − log p) (Rainbow's), and the Q it reports is Σ z p. Mutation run: the cross-entropy as the
+    priority (it exceeds the KL by H(m), which is > 0 where r + γz falls between atoms)."""
     torch.manual_seed(0)
     envs = c51.make_env("CartPole-v1", 1)
     args = c51.Args(v_min=0.0, v_max=20.0)
@@ -124,7 +126,7 @@ def test_loss_is_cross_entropy_to_the_projected_target():
         discounts=torch.full((5,), 0.99),
         weights=torch.ones(5),
     )
-    loss, _, q = c51.td_loss(online, target, data, double=False)
+    loss, priorities, q = c51.td_loss(online, target, data, double=False)
     with torch.no_grad():
         next_probs = target.logits(data.next_obs).softmax(-1)
         a_star = (next_probs * target.atoms).sum(-1).argmax(1)
@@ -137,6 +139,9 @@ def test_loss_is_cross_entropy_to_the_projected_target():
         )
         probs = online.logits(obs).softmax(-1)[range(5), data.actions]
     assert loss.item() == pytest.approx(-(m * probs.double().log()).sum(-1).mean().item(), rel=1e-5)
+    kl = torch.where(m > 0, m * (m.log() - probs.double().log()), 0.0).sum(-1)
+    entropy = torch.where(m > 0, -m * m.log(), 0.0).sum(-1)
+    assert entropy.max() > 0.5 and torch.allclose(priorities.double(), kl, atol=1e-5), (priorities, kl)
     assert torch.allclose(q, (probs * online.atoms).sum(-1), atol=1e-5)
 
 
@@ -182,7 +187,8 @@ def test_learns_cartpole_with_the_rainbow_flags(tmp_path):
 
 def biased_fixed_point():
     """The C51 fit on the skewed bandit (reward 10 at probability 0.1, else 0) when prioritized replay (α = 1) draws
-    each sample in proportion to its cross-entropy and nothing corrects for it: p(10) = 0.1·L₁ / (0.1·L₁ + 0.9·L₀), with
+    each sample in proportion to its KL divergence and nothing corrects for it. Each target is a single atom (0 or 10,
+    both on the support), so H(m) = 0 and the KL is the cross-entropy: p(10) = 0.1·L₁ / (0.1·L₁ + 0.9·L₀), with
     L₁ = −ln p(10) and L₀ = −ln(1 − p(10)), solved by bisection. Returns Q = 10·p(10)."""
     low, high = 0.1, 0.9
     for _ in range(60):
@@ -196,7 +202,7 @@ def biased_fixed_point():
 def test_rainbow_replay_learns_the_expectation(tmp_path, monkeypatch, capsys, beta):
     """C51 with the Rainbow flags on a one-step bandit, reward 10 at probability 0.1 (E[r] = 1; dqn_atari's test has
     the same for |δ|): with the importance weights at β = 1 the learned Q is E[r] = 1; without them (β = 0) the
-    prioritized draws (α = 1, each sample's cross-entropy as its priority) pull it to the biased fixed point, 2.88.
+    prioritized draws (α = 1, each sample's KL as its priority) pull it to the biased fixed point, 2.88.
     The logged Q of the second half of training must be within 0.35 of each (measured 0.91-1.10 and 2.78-2.93).
     Mutations run: the weights ignored in td_loss (β = 1 learns 2.9); `update_priorities` left out of main (uniform
     draws: β = 0 learns 1)."""
