@@ -355,6 +355,7 @@ def check_args(args: Args) -> list[str]:
     built. (The replay buffer checks its own minimum size, which depends on the env.)"""
     eta = args.risk_eta
     eta_in_range = eta is None or {"cvar": 0 < eta <= 1, "cpw": eta > 0}.get(args.risk, True)
+    least_start = max(0, (args.n_step - 1) * args.num_envs)  # below it, the first draw has too few steps to draw from
     rules = [
         ("num_envs", args.num_envs >= 1, "≥ 1"),
         ("total_timesteps", args.total_timesteps >= 1, "≥ 1"),
@@ -368,7 +369,11 @@ def check_args(args: Args) -> list[str]:
         ("start_e", 0 <= args.start_e <= 1, "in [0, 1]"),
         ("end_e", 0 <= args.end_e <= 1, "in [0, 1]"),
         ("exploration_fraction", 0 <= args.exploration_fraction <= 1, "in [0, 1]"),
-        ("learning_starts", args.learning_starts >= 0, "≥ 0"),
+        (
+            "learning_starts",
+            args.learning_starts >= least_start,
+            f"≥ {least_start} = (n-step − 1) × num-envs, so that every env holds n steps at the first draw",
+        ),
         ("train_frequency", args.train_frequency >= 1, "≥ 1"),
         ("n_step", args.n_step >= 1, "≥ 1"),
         ("prioritized_replay_alpha", args.prioritized_replay_alpha > 0, "> 0"),
