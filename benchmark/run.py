@@ -4,11 +4,14 @@
     python benchmark/run.py --suite minatar --address auto    # join a running cluster (or set RAY_ADDRESS)
 
 Each finished run is written at once to benchmark/results/<suite>/<run id>.json: its final evaluation returns, its
-training curve (the 100-episode moving average of training returns at 200 steps) and final training return, wall time
-and command. A run whose file exists is skipped, so
-a suite stopped at any point resumes where it stopped. A run that fails is reported with its last lines (and kept in
-<run id>.failed.json) while the others go on; it is tried again on the next start. Runs get one CPU and one torch thread
-each. `python benchmark/report.py --suite <suite>` turns the results into tables and plots.
+training curve (the 100-episode moving average of training returns at 200 steps) and final training return, wall time,
+command and the commit it ran from. A run whose file exists is skipped, so a suite stopped at any point resumes where
+it stopped. A run that fails is reported with its last lines (and kept in <run id>.failed.json) while the others go
+on; it is tried again on the next start. Runs get one CPU and one torch thread each. `python benchmark/report.py
+--suite <suite>` turns the results into tables and plots.
+
+It refuses to start from a tree with uncommitted changes to tracked files (outside benchmark/results/), so that every
+result can be reproduced from git; `--allow-dirty` runs anyway and records the commit as `<hash>+changes`.
 """
 
 import argparse
@@ -130,12 +133,23 @@ def execute(run: dict, tail_lines: int = 30) -> dict:
     return result
 
 
-def git_commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+def uncommitted_changes() -> list[str]:
+    """`git status --porcelain` lines of the tracked files changed since the last commit, outside benchmark/results/
+    (which the runs and reports themselves write); untracked files are not counted."""
+    out = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)benchmark/results"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
-    return (out.stdout.strip() or "unknown") + ("+changes" if dirty.stdout.strip() else "")
+    return out.stdout.splitlines()
+
+
+def git_commit() -> str:
+    """The commit the runs are started from, `<hash>+changes` where the tree has uncommitted changes (a result that
+    git cannot reproduce)."""
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return (out.stdout.strip() or "unknown") + ("+changes" if uncommitted_changes() else "")
 
 
 def progress_line(done, total, failed, started) -> str:
@@ -238,7 +252,21 @@ def main():
         "regular expression, e.g. '^dqn_atari__', 'Breakout', 's1$'",
     )
     parser.add_argument("--results-dir", type=Path, default=None, help="default: benchmark/results/<suite>")
+    parser.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="run from a tree with uncommitted changes to tracked files (its results are marked <commit>+changes)",
+    )
     args = parser.parse_args()
+    changes = uncommitted_changes()
+    if changes and not args.allow_dirty:
+        files = ", ".join(line[3:] for line in changes[:5]) + (", ..." if len(changes) > 5 else "")
+        print(
+            f"error: uncommitted changes to tracked files ({files}): results would not be reproducible from git; "
+            "commit them, or pass --allow-dirty to run anyway (the results are marked <commit>+changes)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     runs = [r for r in SUITES[args.suite] if re.search(args.only, r.id)]
     failures = run_suite(
         args.suite, runs, args.results_dir or RESULTS / args.suite, args.address, args.num_cpus, args.parallel

@@ -30,11 +30,18 @@ def result_with(returns, evals=()):
     return {**runner.summarise(episodes, evals, 10 * len(returns)), "wall_s": 1.0}
 
 
+def cells(row: str) -> list[str]:
+    """A markdown table row's cells, stripped."""
+    return [c.strip() for c in row.strip().strip("|").split("|")]
+
+
 def test_smoke_suite_runs_resumes_and_reports(tmp_path):
     """The CI suite: three short runs (CartPole, MinAtar, TD3 on Pendulum with a learning curve) as Ray tasks, their
     metrics written as they finish; a second start skips them; the report writes the table and the plot."""
     results = tmp_path / "results"
-    out = run_tool("run.py", "--suite", "smoke", "--results-dir", results, "--num-cpus", 2, cwd=tmp_path)
+    out = run_tool(
+        "run.py", "--suite", "smoke", "--results-dir", results, "--num-cpus", 2, "--allow-dirty", cwd=tmp_path
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "3/3 runs  0 failed" in out.stdout
     for run in SUITES["smoke"]:
@@ -50,15 +57,15 @@ def test_smoke_suite_runs_resumes_and_reports(tmp_path):
     assert [step for step, _ in td3["eval_curve"]] == [200, 400, 600] and td3["eval_curve"][-1][1] == pytest.approx(
         np.mean(td3["eval_returns"]), rel=1e-4
     )
-    again = run_tool("run.py", "--suite", "smoke", "--results-dir", results, cwd=tmp_path)
+    again = run_tool("run.py", "--suite", "smoke", "--results-dir", results, "--allow-dirty", cwd=tmp_path)
     assert again.returncode == 0 and "3 finished before (skipped), 0 to run" in again.stdout, (
         again.stdout + again.stderr
     )
     out = run_tool("report.py", "--suite", "smoke", "--results-dir", results, "--out-dir", tmp_path, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     table = (tmp_path / "smoke.md").read_text()
-    assert "| dqn_atari.py | CartPole-v1 | 1/1 |" in table and "| c51_atari.py | MinAtar/Breakout-v1 | 1/1 |" in table
-    assert "| ddpg_td3_sac.py:td3 | Pendulum-v1 | 1/1 |" in table
+    assert "| dqn_atari | CartPole-v1 | 1/1 |" in table and "| c51_atari | MinAtar/Breakout-v1 | 1/1 |" in table
+    assert "| ddpg_td3_sac td3 | Pendulum-v1 | 1/1 |" in table
     assert (tmp_path / "smoke.png").stat().st_size > 10_000
 
 
@@ -123,8 +130,9 @@ def test_evaluation_measures_read_the_learning_curve():
 
 def test_an_anchor_beyond_the_runs_end_is_shown_but_not_compared():
     """The mujoco suite's CleanRL anchors sit at 1M steps, its runs end at 300k: the row names the anchor and where our
-    runs end, with no verdict against the band; an anchor at the runs' end is compared. Mutation run: the training
-    return at the end compared with the 1M anchor ("below")."""
+    runs end, with no verdict against the band, no seed count and no wall time; an anchor at the runs' end is compared.
+    Mutations run: the training return at the end compared with the 1M anchor ("below"); the wall time printed on
+    every row of a script and env that has runs (the far row's wall cell "0.0 min")."""
     run = Run("ddpg_td3_sac.py", "Hopper-v5", 1, ("--total-timesteps", "300000"), variant="td3")
     anchor = {"label": "far", "mean": 5000.0, "std": 1.0, "step": 1_000_000, "metric": "train_return_last100"}
     anchors = {
@@ -146,6 +154,8 @@ def test_an_anchor_beyond_the_runs_end_is_shown_but_not_compared():
     )
     near = next(row for row in rows if "eval return at 100,000 " in row)
     assert "3.0 (1 seed)" in near and "| above |" in near
+    assert cells(near)[2] == "1/1" and cells(near)[8] == "0.0 min"
+    assert cells(far)[2] == cells(far)[8] == ""  # no seeds and no wall time on a row without values
 
 
 def test_bootstrap_ci_of_the_mean():
@@ -160,12 +170,19 @@ def test_bootstrap_ci_of_the_mean():
 
 def test_iqm_of_scores_equal_to_the_anchors_is_one():
     """Each game's score is divided by its anchor before aggregating: a run scoring exactly the published numbers on
-    every game has an IQM of 1.0, and twice them 2.0, whatever the games' scales."""
-    anchors = report.load_anchors("minatar")
-    published = {env: a["mean"] for (name, env, _, _), a in anchors.items() if name == "dqn_atari.py"}
+    every game has an IQM of 1.0, and twice them 2.0, whatever the games' scales. Only the final training return's
+    anchors count. Mutation run: every anchor of the game counts (the 250k ones replace the 1M ones: IQM 0.01)."""
+    anchors = {
+        key: a
+        for key, a in report.load_anchors("minatar").items()
+        if key[0] == "dqn_atari.py" and key[2:] == ("train_return_last100", 1_000_000)
+    }
+    published = {env: a["mean"] for (_, env, _, _), a in anchors.items()}
+    # anchors of the training curve before the end, far from the end's, must not enter the aggregate
+    anchors |= {("dqn_atari.py", env, "train_return_at", 250_000): {"mean": 100 * m} for env, m in published.items()}
     for factor in (1.0, 2.0):
         grouped = {("dqn_atari.py", env): [result_with([factor * mean] * 100)] * 2 for env, mean in published.items()}
-        (line,) = [row for row in report.iqm_lines(grouped, anchors) if row.startswith("| dqn_atari.py")]
+        (line,) = [row for row in report.iqm_lines(grouped, anchors) if row.startswith("| dqn_atari |")]
         assert f"| {factor:.2f} | {factor:.2f} – {factor:.2f} |" in line
 
 
@@ -181,3 +198,151 @@ def test_every_anchor_names_a_source_and_every_suite_runs_scripts_that_exist(sui
     assert len({run.id for run in SUITES[suite]}) == len(SUITES[suite])  # no two runs write the same file
     for run in SUITES[suite]:
         assert (ROOT / run.script).exists() and int(run.flags[run.flags.index("--total-timesteps") + 1]) > 0
+
+
+def classic_rows(values, planned=3, commits=None, anchors=None):
+    """{measure: cells} of the classic table's rows for dqn_atari.py on CartPole-v1: `planned` runs of 1000 steps, the
+    first len(values) finished with that training return throughout and that final evaluation (each from `commits`,
+    default a clean one)."""
+    runs = [Run("dqn_atari.py", "CartPole-v1", seed, ("--total-timesteps", "1000")) for seed in range(1, planned + 1)]
+    commits = commits or ["abc1234"] * len(values)
+    results = [{**result_with([v] * 100, [v]), "commit": c} for v, c in zip(values, commits)]
+    grouped = {("dqn_atari.py", "CartPole-v1"): results} if results else {}
+    rows = report.table("classic", runs, grouped, anchors or {})
+    return {cells(row)[3]: cells(row) for row in rows[2:]}
+
+
+def test_seeds_print_mean_std_and_each_value_and_a_ci_only_from_five_seeds():
+    """Three seeds: mean ± std (ddof 0) with each seed's value, in seed order, and no CI (with 3 seeds a percentile
+    bootstrap is their range); five: the CI too. One seed: its value alone, no "± 0.0". Mutations run: the CI from 2
+    seeds up (`MIN_CI_SEEDS = 2`: the 3-seed row has one); one seed formatted as several ("7.0 ± 0.0 (7.0)")."""
+    row = classic_rows([1.0, 3.0, 2.0])["train return, last 100 episodes at 1,000"]
+    assert row[2] == "3/3" and row[4] == "2.0 ± 0.8 (1.0, 3.0, 2.0)" and row[5] == ""
+    row = classic_rows([1.0, 2.0, 3.0, 4.0, 5.0], planned=5)["train return, last 100 episodes at 1,000"]
+    lo, hi = (float(x) for x in row[5].split(" – "))
+    assert row[4].startswith("3.0 ± 1.4 (") and 1.0 < lo < 3.0 < hi < 5.0
+    row = classic_rows([7.0])["train return, last 100 episodes at 1,000"]
+    assert row[2] == "1/3" and row[4] == "7.0 (1 seed)" and row[5] == ""
+
+
+def test_a_row_without_runs_has_no_seed_count_and_no_wall_time():
+    """Mutation run: the seed count printed on every row ("0/3")."""
+    for row in classic_rows([]).values():
+        assert row[2] == "" and row[4] == "not run yet" and row[8] == ""
+    row = classic_rows([5.0])["final eval return at 1,000"]
+    assert row[2] == "1/3" and row[8] == "0.0 min"
+
+
+def test_a_result_from_uncommitted_changes_is_marked_not_reproducible():
+    """run.py records `<hash>+changes` for a dirty tree: its value gets a † and the table a footnote naming the commit;
+    clean results neither. Mutation run: `is_dirty` always False (no † and no footnote)."""
+    row = classic_rows([1.0, 3.0], commits=["abc1234+changes", "def5678"])["train return, last 100 episodes at 1,000"]
+    assert row[4] == "2.0 ± 1.0 (1.0†, 3.0)"
+    assert classic_rows([2.0], commits=["abc1234+changes"])["final eval return at 1,000"][4] == "2.0† (1 seed)"
+    grouped = {("dqn_atari.py", "CartPole-v1"): [{"commit": "abc1234+changes"}, {"commit": "def5678"}]}
+    (_, line) = report.dirty_lines(grouped)
+    assert "abc1234+changes" in line and "not reproducible from git" in line and "def5678" not in line
+    assert report.dirty_lines({("dqn_atari.py", "CartPole-v1"): [{"commit": "def5678"}]}) == []
+
+
+def test_train_return_at_reads_the_training_curve_between_its_points():
+    """At a curve point its value, between two points linear, outside the curve NaN. Mutation run: the point at exactly
+    that step only (as `eval_return_at` reads evaluations): NaN between points."""
+    result = {"curve": [[100, 1.0], [200, 3.0], [300, None]]}
+    assert report.metric(result, "train_return_at", 100) == 1.0 and report.metric(result, "train_return_at", 200) == 3.0
+    assert report.metric(result, "train_return_at", 150) == 2.0 and report.metric(result, "train_return_at", 175) == 2.5
+    assert all(np.isnan(report.metric(result, "train_return_at", s)) for s in (50, 250, 300, 400))
+
+
+def test_anchors_add_their_own_rows_in_step_order():
+    """An anchor at a (metric, step) the suite's measures lack gets a row, compared at its step; the rows go in step
+    order. Mutation run: the anchors' rows appended unsorted (250k after 750k)."""
+    anchor = {"label": "paper", "std": 0.5, "metric": "train_return_at"}
+    anchors = {
+        ("dqn_atari.py", "CartPole-v1", "train_return_at", step): {**anchor, "mean": mean, "step": step}
+        for step, mean in ((750, 3.0), (250, 9.0), (500, 0.0))
+    }
+    assert report.measures("classic", "dqn_atari.py", "CartPole-v1", anchors, 1000) == [
+        ("train_return_at", 250),
+        ("train_return_at", 500),
+        ("train_return_at", 750),
+        ("train_return_last100", 1000),
+        ("eval_return", 1000),
+    ]
+    rows = classic_rows([1.0, 1.0, 1.0], anchors=anchors)  # a constant return: the curve is 1.0 throughout
+    assert list(rows)[:3] == [f"train return (100-episode curve) at {step}" for step in (250, 500, 750)]
+    row = rows["train return (100-episode curve) at 250"]
+    assert row[4] == "1.0 ± 0.0 (1.0, 1.0, 1.0)" and row[7] == "below" and "paper: 9.0 ± 0.5" in row[6]
+
+
+def test_dirty_tree_refused_unless_allowed(tmp_path, monkeypatch, capsys):
+    """run.py stops with a one-line error naming --allow-dirty where a tracked file has uncommitted changes; with the
+    flag it runs and records `<hash>+changes`. Untracked files and changes under benchmark/results/ do not count.
+    Mutations run: no check (the suite starts); benchmark/results/ counted (the clean tree with a changed result is
+    refused)."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    (tmp_path / "benchmark" / "results").mkdir(parents=True)
+    (tmp_path / "script.py").write_text("a = 1\n")
+    (tmp_path / "benchmark" / "results" / "r.json").write_text("{}\n")
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "x"], check=True)
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    monkeypatch.setattr(runner, "ROOT", tmp_path)
+    started = []
+    monkeypatch.setattr(runner, "run_suite", lambda suite, *args: started.append(runner.git_commit()) or [])
+
+    def main(*flags):
+        monkeypatch.setattr(sys, "argv", ["run.py", "--suite", "smoke", *flags])
+        with pytest.raises(SystemExit) as stop:
+            runner.main()
+        return stop.value.code
+
+    (tmp_path / "benchmark" / "results" / "r.json").write_text('{"more": 1}\n')
+    (tmp_path / "untracked.py").write_text("b = 2\n")
+    assert main() == 0 and started == [head]
+    (tmp_path / "script.py").write_text("a = 2\n")
+    assert main() == 2
+    message = capsys.readouterr().err
+    assert message.startswith("error: ") and "--allow-dirty" in message and "script.py" in message
+    assert len(message.strip().splitlines()) == 1
+    assert len(started) == 1
+    assert main("--allow-dirty") == 0 and started[1] == f"{head}+changes"
+
+
+def test_plot_draws_published_curves_anchors_beyond_the_end_and_empty_panels(tmp_path, monkeypatch):
+    """A published curve is drawn on its env's panel in its script's colour, dashed, cut at the panel's x end (the
+    runs' end), or dotted and labelled "(training return)" when the panel shows evaluations; the report lists it with
+    its source and band. The x axis ends at the runs' end; an anchor past it sits right of the axis with its step
+    written; a panel without runs says so. Mutations run: the published curve not cut (its last x 1M); a training
+    curve drawn dashed like an evaluation one."""
+    published = tmp_path / "published"
+    published.mkdir()
+    steps = [0, 100_000, 200_000, 300_000, 600_000, 1_000_000]
+    base = {"suite": "mujoco", "script": "ddpg_td3_sac.py", "variant": "td3", "env_id": "HalfCheetah-v5"}
+    for kind, label in (("eval", "Paper TD3"), ("train", "Other TD3")):
+        curve = {"steps": steps, "mean": [0, 1, 2, 3, 4, 5], "lo": [0] * 6, "hi": [9] * 6}
+        curve |= {"kind": kind, "label": label, "source": f"{label} source", "band": f"{label} band"}
+        (published / f"{kind}.json").write_text(json.dumps({**base, **curve}))
+    (published / "other_suite.json").write_text(json.dumps({**base, **curve, "suite": "classic", "label": "Nope"}))
+    monkeypatch.setattr(report, "PUBLISHED", published)
+    far = {"label": "far", "mean": 5.0, "std": 1.0, "step": 1_000_000, "metric": "train_return_last100", "source": "s"}
+    key = ("ddpg_td3_sac.py:td3", "HalfCheetah-v5", "train_return_last100", 1_000_000)
+    monkeypatch.setattr(report, "load_anchors", lambda suite: {key: far})
+    figures = []
+    monkeypatch.setattr(report.plt, "close", figures.append)
+    text = report.report("mujoco", tmp_path / "none", tmp_path)
+    assert "| Paper TD3 | HalfCheetah-v5 | evaluation return | Paper TD3 band | Paper TD3 source |" in text
+    assert "Other TD3 band" in text and "Nope" not in text and "dotted" in text and "◆ training-return" in text
+    (fig,) = figures
+    cheetah, hopper = fig.axes[:2]
+    lines = {line.get_label(): line for line in cheetah.get_lines()}
+    paper, other = lines["Paper TD3"], lines["Other TD3 (training return)"]
+    assert max(paper.get_xdata()) == 300_000 and paper.get_linestyle() == "--" and other.get_linestyle() == ":"
+    colours = report.plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    assert paper.get_color() == colours[0]  # td3: the suite's first script and variant
+    assert cheetah.get_xlim() == (0, 300_000)
+    assert any(t.get_text() == "→ 1M" for t in cheetah.texts)
+    (edge,) = [bars for bars in cheetah.containers if bars.get_label() == "far"]
+    assert edge.lines[0].get_xdata()[0] > 300_000
+    assert [t.get_text() for t in hopper.texts] == ["not run yet"]
