@@ -166,7 +166,7 @@ def total_steps(run: Run) -> int:
 
 def anchor_range(anchor: dict) -> tuple[float, float]:
     """The anchor's band: mean ± std over its seeds, or ± the reading error of a value read off a plot."""
-    half = anchor.get("band", anchor.get("std", 0.0))  # a context anchor (another dataset) has neither
+    half = anchor.get("band", anchor.get("std", 0.0))  # a context anchor may have neither
     return anchor["mean"] - half, anchor["mean"] + half
 
 
@@ -251,7 +251,7 @@ def table(suite: str, runs: list[Run], grouped: dict, anchors: dict) -> list[str
                     if "std" in anchor
                     else f"± {anchor['band']} (read off a plot)"
                     if "band" in anchor
-                    else "(not comparable: another dataset)"
+                    else "(context: not compared)"
                 )
                 footnote = list(anchors).index((name, env_id, metric_name, step)) + 1
                 anchor_text = f"{anchor['label']}: {anchor['mean']} {half} [^{footnote}]"
@@ -475,7 +475,7 @@ def plot(
         "published other": f"dotted: a published curve of the {other} return, not the panel's y",
         "eval": "★ evaluation anchors",
         "train": "◆ training-return anchors",
-        "context": "✕ context anchors (another dataset: not compared)",
+        "context": "✕ context anchors (another dataset or another measure: shown, not compared)",
         "beyond": "right of a panel, with → and a step: an anchor beyond our runs' end, at that step",
         "dataset": "dash-dot: the dataset's own episodes",
     }
