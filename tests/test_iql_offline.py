@@ -193,6 +193,58 @@ def test_bonus_is_larger_off_the_data(kind):
     assert (on >= 0).all() and off.mean() > 3 * on.mean(), (on.mean(), off.mean())
 
 
+def test_default_bonus_keeps_staying_alive_worth_more_than_falling():
+    """The collapse of `--bonus` on Hopper medium-replay, in one state: "stay" (a = 1) earns 1 and comes back to s,
+    "fall" (a = −1) earns 1 and terminates. With the bonus 1 everywhere (its normalised mean), the values pay 2 × coef
+    a step, at (s, a) through V and at (s', π(s')) through Q's target, and a fall stops the charge. With γ = 0.9 and
+    expectile 0.7, V(s) = 0.7 max_a Q + 0.3 min_a Q − coef, and Q(s, fall) = 1; while staying ranks first,
+    Q(s, stay) = (1.27 − 1.8 coef) / 0.37, which holds for coef < 0.5; past that falling ranks first and
+    Q(s, stay) = (1.63 − 1.8 coef) / 0.73. At the default, staying must rank first; at coef 1, falling. Mutation run:
+    the default back to 1.0 (staying −0.23, falling 1)."""
+    torch.manual_seed(0)
+    obs = torch.zeros(2, 3)
+    data = iql.Transitions(
+        obs=obs,
+        actions=torch.tensor([[1.0], [-1.0]]),
+        rewards=torch.ones(2),
+        next_obs=obs,
+        terminated=torch.tensor([0.0, 1.0]),
+    )
+    ones = lambda obs, actions: torch.ones(len(obs))  # noqa: E731
+
+    def fitted_q(coef):
+        args = iql.Args(expectile=0.7, beta=3.0, gamma=0.9, bonus_coef=coef)
+        critic, actor = iql.Critic(3, 1, args), iql.Actor(3, 1, args)
+        v_optimizer = torch.optim.Adam(critic.v.parameters(), lr=3e-3)
+        q_optimizer = torch.optim.Adam([*critic.q1.parameters(), *critic.q2.parameters()], lr=3e-3)
+        for _ in range(500):  # the online critic as its own target: the fixed point is the same
+            for optimizer, loss in [
+                (v_optimizer, iql.value_loss(args, critic, critic, ones, data)[0]),
+                (q_optimizer, iql.q_loss(args, critic, actor, ones, data)),
+            ]:
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        with torch.no_grad():
+            return critic.qs(data.obs, data.actions).min(0).values[:, 0].tolist()
+
+    stay, fall = fitted_q(iql.Args().bonus_coef)
+    assert stay > fall + 1, (stay, fall)  # at 0.1: 2.95 against 1 (measured 2.945, 0.996)
+    stay, fall = fitted_q(1.0)  # (1.63 − 1.8) / 0.73 = −0.23 against 1
+    assert stay == pytest.approx((1.63 - 1.8) / 0.73, abs=0.05) and fall == pytest.approx(1.0, abs=0.05), (stay, fall)
+
+
+def test_bonus_charge_warning():
+    """A warning where ~2 × coef a step reaches a positive mean reward and the data terminate (Hopper medium-replay
+    at coefficient 1: 2 against 1.04); none at the default, without terminations (Pendulum) or with rewards ≤ 0
+    (antmaze's r − 1). Mutations run: the terminations ignored; the comparison reversed."""
+    rewards, ends, no_ends = torch.full((10,), 1.04), torch.tensor([0.0] * 9 + [1.0]), torch.zeros(10)
+    assert "ending an episode early" in iql.bonus_charge_warning(iql.Args(bonus_coef=1.0), rewards, ends)
+    assert iql.bonus_charge_warning(iql.Args(), rewards, ends) is None
+    assert iql.bonus_charge_warning(iql.Args(bonus_coef=1.0), rewards, no_ends) is None
+    assert iql.bonus_charge_warning(iql.Args(bonus_coef=1.0), -torch.ones(10), ends) is None
+
+
 def constant_critic(q1, q2, v, args):
     """A Critic whose Q_1, Q_2 and V output the given constants everywhere (zero weights, biases set)."""
     critic = iql.Critic(3, 1, args)
