@@ -200,8 +200,8 @@ def td_loss(q_network, target_network, data: "ReplayBatch", double: bool):
     replay (`data.weights`). Returns the loss, the priorities and Q(s, a).
     The priorities are each sample's KL divergence KL(m ‖ p) = Σ_i m_i (log m_i − log p_i), as Rainbow prioritises
     (Hessel et al. 2018, "because this is what the algorithm is minimizing"). It is the cross-entropy less the target's
-    entropy H(m), which varies per sample (up to ln N) and would floor every priority: Dopamine and Kaixhin/Rainbow use
-    the cross-entropy. Both give the loss the same gradient."""
+    entropy H(m), which varies per sample (up to ln N) and would floor every priority. (Dopamine and Kaixhin/Rainbow
+    prioritise by the cross-entropy.) Both give the loss the same gradient."""
     rows = torch.arange(len(data.actions), device=data.rewards.device)  # built on the device: no host copy
     with torch.no_grad():
         next_probs = target_network.logits(data.next_obs).softmax(-1)  # [B, A, n_atoms]

@@ -130,9 +130,9 @@ class QNetwork(nn.Module):
         return self.net(torch.cat([obs, actions], 1)).squeeze(1)
 
 
-# SAC's log σ is clamped to [−20, 2], as in the SAC authors' code (haarnoja/sac's LOG_SIG_CAP_MIN/MAX; softlearning's
-# SCALE_DIAG_MIN_MAX, before it moved to σ = softplus + 1e-5) and Tianshou. CleanRL instead squashes it with tanh into
-# [−5, 2], which keeps a gradient outside that range.
+# SAC's log σ is clamped to [−20, 2], as in the SAC authors' code (haarnoja/sac's LOG_SIG_CAP_MIN/MAX; the
+# SCALE_DIAG_MIN_MAX of softlearning's clamping versions) and Tianshou. CleanRL instead squashes it with tanh into
+# [−5, 2]: tanh keeps a gradient where a clamp has none.
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
 

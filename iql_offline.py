@@ -104,12 +104,10 @@ class Args:
     """extension 2: anti-exploration bonus b(s, a) subtracted from the values (Rezaeifar et al. 2021)"""
     bonus_coef: float = 0.1
     """scale of the bonus, which is itself normalised to mean 1 over the dataset's pairs at the start. The values pay it
-    twice a step: at the data's (s, a) through V and the advantage, and at (s', π(s')) through Q's target (measured
-    there: 0.9 for rnd, 0.5 for cvae), so about 2 × coef a step, against rewards of about 1 a step under the locomotion
-    preset (1.04 on hopper/sac-medium-replay-v0). 0.1 keeps the charge near a fifth of the reward. At 1 it outweighs
-    the reward, and where episodes end on a fall (Hopper) ending early pays more than staying up: both bonuses then
-    learned a policy that falls at once (docs/iql.md). The script's own setting, measured on that dataset and on the
-    tests' Pendulum one: the paper's weight is for its own bonus's scale on a TD3 agent and does not carry over"""
+    about twice a step (at the data's (s, a) through V, and at (s', π(s')) through Q's target), so about 2 × coef,
+    against rewards of about 1 a step under the locomotion preset: 0.1 keeps the charge well below the reward. Where it
+    reaches the reward and episodes end on a fall (Hopper), ending early pays more than staying up (docs/iql.md). The
+    script's own setting: the paper's weight is for its own bonus's scale on a TD3 agent"""
     bonus_pretrain_steps: int = 10_000
     """gradient steps that fit the bonus model to the dataset before IQL starts"""
     distributional: bool = False

@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 PUBLISHED = HERE / "published"  # published whole learning curves, one JSON each (`load_published`)
 MULTI_GAME = {"minatar"}  # suites whose games are aggregated (IQM); classic control's returns have no common scale
-MIN_CI_SEEDS = 5  # below this a percentile bootstrap over seeds is no more than the seeds' range (`bootstrap_ci`)
+MIN_CI_SEEDS = 5  # below this a percentile bootstrap over seeds is the seeds' range, or close to it (`bootstrap_ci`)
 DIRTY = "+changes"  # run.py's mark on the commit of a run started from a tree with uncommitted changes
 
 
@@ -124,7 +124,7 @@ def curve(result: dict, steps: np.ndarray, key: str = "curve") -> np.ndarray:
 def bootstrap_ci(values, reps=10_000, seed=0) -> tuple[float, float]:
     """95% percentile-bootstrap CI of the mean over seeds (resampling seeds with replacement). With n seeds a resample
     repeating the lowest one n times has probability n^-n, above 2.5% for n ≤ 3: the interval is then the seeds' range,
-    so the table gives it from `MIN_CI_SEEDS` seeds up."""
+    and at 4 still close to it. So the table gives it from `MIN_CI_SEEDS` seeds up."""
     values = np.asarray(values, dtype=float)
     if len(values) < 2:
         return float("nan"), float("nan")
@@ -166,7 +166,7 @@ def total_steps(run: Run) -> int:
 
 def anchor_range(anchor: dict) -> tuple[float, float]:
     """The anchor's band: mean ± std over its seeds, or ± the reading error of a value read off a plot."""
-    half = anchor.get("band", anchor.get("std", 0.0))  # a context anchor may have neither
+    half = anchor.get("std", anchor.get("band", 0.0))  # as the table prints it; a context anchor may have neither
     return anchor["mean"] - half, anchor["mean"] + half
 
 
@@ -246,16 +246,17 @@ def table(suite: str, runs: list[Run], grouped: dict, anchors: dict) -> list[str
                 ours = "n/a" if results else "not run yet"
             where, anchor_text = "", "none"
             if anchor:
+                context = bool(anchor.get("context"))
                 half = (
-                    f"± {anchor['std']}"
+                    "(context: not compared)"
+                    if context
+                    else f"± {anchor['std']}"
                     if "std" in anchor
                     else f"± {anchor['band']} (read off a plot)"
-                    if "band" in anchor
-                    else "(context: not compared)"
                 )
                 footnote = list(anchors).index((name, env_id, metric_name, step)) + 1
                 anchor_text = f"{anchor['label']}: {anchor['mean']} {half} [^{footnote}]"
-                if scores and "context" not in anchor:
+                if scores and not context:
                     a_lo, a_hi = anchor_range(anchor)
                     m = np.mean(scores)
                     where = "inside" if a_lo <= m <= a_hi else ("above" if m > a_hi else "below")
@@ -532,7 +533,7 @@ def report(suite: str, results_dir: Path, out_dir: Path) -> str:
     lines += published_lines(published, envs, suite)
     if anchors:
         lines += ["", "Anchors:", ""] + [
-            f"[^{i + 1}]: {a['source']}; {METRIC_NAMES[a['metric']]} at {a['step']:,} steps"
+            f"[^{i + 1}]: {a['source'].rstrip('.')}; {METRIC_NAMES[a['metric']]} at {a['step']:,} steps"
             for i, a in enumerate(anchors.values())
         ]
     failed = sorted(p.name.removesuffix(".failed.json") for p in results_dir.glob("*.failed.json"))

@@ -174,7 +174,7 @@ MINATAR_RAINBOWS = {
 
 # MuJoCo: the scripts' defaults (CleanRL's), with a deterministic evaluation of 10 episodes every 10k transitions, up
 # to 300k. TD3's defaults are also the protocol of Tianshou's TD3 curves (25k random steps, Adam 3e-4, batch 256,
-# 256-256 networks), its first comparison.
+# 256-256 networks), so the `td3` runs are compared with Tianshou's TD3 curves.
 # `td3_paper` (seed 1): the settings of the TD3 paper's curves (Fujimoto et al. 2018; main.py and TD3.py at commit
 # bc98e62 of sfujim/TD3): 10k random steps, batch 100, Adam 1e-3; their 400-300 networks are 256-256 here. One
 # difference remains: their main.py trains at each episode's end, for that episode's length, from the first episode

@@ -357,8 +357,8 @@ ATARI_BAD_ARGS = [
     (["--prioritized-replay-alpha", 0], "--prioritized-replay-alpha 0.0: must be > 0"),
     (["--prioritized-replay-beta", 1.5], "--prioritized-replay-beta 1.5: must be in [0, 1]"),
     (["--noisy-sigma0", -0.1], "--noisy-sigma0 -0.1: must be ≥ 0"),
-    # n-step replay draws a slot only once its n steps are stored: below this, the first draw had none to draw from
-    # (prioritized: a NaN probability, read as divergence; uniform: a negative modulus and unwritten slots)
+    # n-step replay draws a slot only once its n steps are stored: below this bound the first draw has none
+    # (prioritized: a NaN probability, read as divergence; uniform: a zero or negative modulus and unwritten slots)
     (["--learning-starts", 1, "--n-step", 3, "--prioritized"], "--learning-starts 1: must be ≥ 2 = (n-step − 1)"),
     (["--learning-starts", 7, "--n-step", 3, "--num-envs", 4], "--learning-starts 7: must be ≥ 8 = (n-step − 1)"),
 ]

@@ -114,7 +114,8 @@ def test_tanh_gaussian_log_prob_matches_a_density_estimate():
 
 def test_sac_log_std_is_clamped_to_the_sac_authors_range():
     """log σ(s) is clamped to [−20, 2] (haarnoja/sac, Tianshou): a head output of −10 is kept, so with μ = 0
-    the sampled u ≈ 0 and E[log π] = Σ_k (−½ − log σ_k − ½ log 2π − log scale_k); an output of 5 acts as 2."""
+    the sampled u ≈ 0 and E[log π] = Σ_k (−½ − log σ_k − ½ log 2π − log scale_k); an output of 5 acts as 2.
+    Mutation run: the clamp at [−5, 2] (E[log π] off by 5)."""
     actor, _, _ = nets("sac")
     s = torch.randn(100_000, 3)
     with torch.no_grad():

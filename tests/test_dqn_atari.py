@@ -815,6 +815,22 @@ def test_bad_input_fails_fast_with_one_line(tmp_path, monkeypatch, capsys, flags
     )
 
 
+@pytest.mark.parametrize("script", ["dqn_atari.py", "c51_atari.py", "qrdqn_atari.py", "iqn_atari.py", "fqf_atari.py"])
+@pytest.mark.parametrize("n_step,num_envs", [(1, 1), (3, 1), (3, 4), (5, 2)])
+def test_learning_starts_bound_is_tight(script, n_step, num_envs):
+    """The least --learning-starts is (n − 1) × num_envs: the first draw comes at the first step past it, when each env
+    holds ⌊learning_starts / num_envs⌋ + 1 steps, and a draw needs n of them. At the bound the run is accepted, one
+    below it refused (ATARI_BAD_ARGS runs the refusal end to end). Mutation run: `>` for `≥` in dqn_atari.py."""
+    module = __import__(script.removesuffix(".py"))
+    least = (n_step - 1) * num_envs
+
+    def refused(learning_starts):
+        args = module.Args(env_id="CartPole-v1", n_step=n_step, num_envs=num_envs, learning_starts=learning_starts)
+        return any(p.startswith("--learning-starts") for p in module.check_args(module.resolve_defaults(args)))
+
+    assert not refused(least) and (least == 0 or refused(least - 1))
+
+
 @pytest.mark.parametrize("flags", [["--num-envs", 0], ["--eval-checkpoint", "breakout.pt", "--eval-episodes", 0]])
 def test_what_crashed_ale_stops_with_one_line(tmp_path, flags):
     """ale-py's AtariVectorEnv with 0 envs ends the process with a segmentation fault (exit 139), so these run in a

@@ -492,24 +492,32 @@ def test_bad_checkpoint_fails_with_one_line(pendulum_dataset, tmp_path, monkeypa
 
 
 def test_actor_reads_the_target_critic_before_the_soft_update(pendulum_dataset, tmp_path, monkeypatch, capsys):
-    """The paper's code (learner.py) updates V, then the actor against the target Qs of the step, then Q and the
-    target. So the target critic the actor reads is the one V read in the same step. Mutation run: the actor's update
-    after the soft update (its target has moved by τ)."""
-    seen = {"value": [], "actor": []}
+    """The paper's code (learner.py) updates V, then the actor against the target Qs of the step and the new V, then Q
+    and the target. So the target critic the actor reads is the one V read in the same step, and its V has moved.
+    Mutation run: the actor's update after the soft update (its target has moved by τ)."""
+    seen = {"value": [], "actor": [], "v at value": [], "v at actor": []}
 
-    def recording(name, loss):
-        def wrapped(args, first, critic_target, *rest):
-            seen[name].append(torch.cat([p.detach().flatten() for p in critic_target.parameters()]))
-            return loss(args, first, critic_target, *rest)
+    def record(name, critic_target, critic):
+        seen[name].append(torch.cat([p.detach().flatten() for p in critic_target.parameters()]))
+        seen[f"v at {name}"].append(torch.cat([p.detach().flatten() for p in critic.v.parameters()]))
 
-        return wrapped
+    value_loss, actor_loss = iql.value_loss, iql.actor_loss
 
-    monkeypatch.setattr(iql, "value_loss", recording("value", iql.value_loss))
-    monkeypatch.setattr(iql, "actor_loss", recording("actor", iql.actor_loss))
+    def recording_value_loss(args, critic, critic_target, *rest):
+        record("value", critic_target, critic)
+        return value_loss(args, critic, critic_target, *rest)
+
+    def recording_actor_loss(args, actor, critic_target, critic, *rest):
+        record("actor", critic_target, critic)
+        return actor_loss(args, actor, critic_target, critic, *rest)
+
+    monkeypatch.setattr(iql, "value_loss", recording_value_loss)
+    monkeypatch.setattr(iql, "actor_loss", recording_actor_loss)
     result = run_main(iql, *QUICK, "--total-timesteps", 3, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
     assert result[0] == 0, result[2]
     assert len(seen["actor"]) == 3 and not torch.equal(seen["value"][0], seen["value"][1])
     assert all(torch.equal(v, a) for v, a in zip(seen["value"], seen["actor"]))
+    assert not any(torch.equal(v, a) for v, a in zip(seen["v at value"], seen["v at actor"]))
 
 
 def test_divergence_stops_the_run_and_keeps_the_last_finite_weights(pendulum_dataset, tmp_path, monkeypatch, capsys):
