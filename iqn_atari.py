@@ -357,6 +357,8 @@ def check_args(args: Args) -> list[str]:
     eta_in_range = eta is None or {"cvar": 0 < eta <= 1, "cpw": eta > 0}.get(args.risk, True)
     least_start = max(0, (args.n_step - 1) * args.num_envs)  # below it, the first draw has too few steps to draw from
     rules = [
+        ("seed", 0 <= args.seed < 2**32, "in [0, 2³² − 1], the seeds NumPy takes"),
+        ("exp_name", args.exp_name not in ("", ".", "..") and "/" not in args.exp_name, "a name without '/'"),
         ("num_envs", args.num_envs >= 1, "≥ 1"),
         ("total_timesteps", args.total_timesteps >= 1, "≥ 1"),
         ("learning_rate", 0 < args.learning_rate < float("inf"), "> 0 and finite"),
@@ -400,13 +402,18 @@ def check_args(args: Args) -> list[str]:
         ),
         ("threads", args.threads is None or args.threads >= 1, "≥ 1"),
     ]
-    if args.learning_starts >= args.total_timesteps and not args.eval_checkpoint:
+    problems = [
+        f"--{name.replace('_', '-')} {getattr(args, name)}: must be {rule}" for name, ok, rule in rules if not ok
+    ]
+    if not args.eval_checkpoint and not writable_folder("runs"):
+        problems.append("runs: not a folder this user may write in (the run's logs and checkpoints go there)")
+    if args.learning_starts >= args.total_timesteps and not args.eval_checkpoint and not problems:
         print(
             f"warning: --learning-starts {args.learning_starts} ≥ --total-timesteps {args.total_timesteps}: "
             f"no gradient step will be taken",
             file=sys.stderr,
         )
-    return [f"--{name.replace('_', '-')} {getattr(args, name)}: must be {rule}" for name, ok, rule in rules if not ok]
+    return problems
 
 
 # ======================================================================================================================
@@ -908,6 +915,13 @@ def soft_update(target_network, network, tau):
     with torch.no_grad():
         for target_param, param in zip(target_network.parameters(), network.parameters()):
             target_param.lerp_(param, tau)
+
+
+def writable_folder(path: str) -> bool:
+    """Whether `path` is a folder this process may write in, or can be made one."""
+    if os.path.exists(path):
+        return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
+    return os.access(os.path.dirname(os.path.abspath(path)), os.W_OK | os.X_OK)
 
 
 def seed_everything(seed: int, torch_deterministic: bool):

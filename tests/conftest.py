@@ -331,6 +331,21 @@ def run_main(module, *argv, cwd, monkeypatch, capsys):
 QUICK = ["--env-id", "CartPole-v1", "--total-timesteps", 50, "--learning-starts", 10]
 
 
+def assert_refuses_a_runs_file(module, flags, tmp_path, monkeypatch, capsys):
+    """`runs` a plain file where the run's folder goes: one line, status 2, before anything is built, and the file
+    untouched (TensorBoard's makedirs would raise a traceback)."""
+    (tmp_path / "runs").write_text("not a folder")
+    code, _, err = run_main(module, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 2 and "runs: not a folder this user may write in" in err and "Traceback" not in err, (code, err)
+    assert (tmp_path / "runs").read_text() == "not a folder"
+
+
+def assert_no_warning_when_refused(module, flags, tmp_path, monkeypatch, capsys):
+    """A run refused for bad input prints its errors and no warning about the flags (they would not run anyway)."""
+    code, _, err = run_main(module, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 2 and "error:" in err and "warning:" not in err, (code, err)
+
+
 def assert_one_line_error(result, message, cwd, status=2):
     """The run stopped with `status`, one `error:` line holding `message` and no traceback; input rejected before
     training (status 2) leaves no `runs/` folder behind."""
@@ -342,8 +357,17 @@ def assert_one_line_error(result, message, cwd, status=2):
         assert not (Path(cwd) / "runs").exists(), "nothing may be written before the input is checked"
 
 
+# bad values of the fields every script has, and the message each must give: np.random.seed takes [0, 2³² − 1] only,
+# and the experiment's name names a folder and a file under runs/ (with a '/', torch.save fails after training)
+COMMON_BAD_ARGS = [
+    (["--seed", -1], "--seed -1: must be in [0, 2³² − 1]"),
+    (["--seed", 2**70], f"--seed {2**70}: must be in [0, 2³² − 1]"),
+    (["--exp-name", "ablation/lr3e-4", "--save-model"], "--exp-name ablation/lr3e-4: must be a name without '/'"),
+]
+
 # bad values of the fields every Atari script has, and the message each must give (CartPole where an env is built)
 ATARI_BAD_ARGS = [
+    *COMMON_BAD_ARGS,
     (["--env-id", "CartPole-v1", "--num-envs", -2], "--num-envs -2: must be ≥ 1"),
     (["--batch-size", 0], "--batch-size 0: must be ≥ 1"),
     (["--n-step", 0], "--n-step 0: must be ≥ 1"),

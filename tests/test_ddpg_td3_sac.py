@@ -7,7 +7,9 @@ import pytest
 import torch
 from conftest import (
     CHECKPOINT_KINDS,
+    COMMON_BAD_ARGS,
     assert_one_line_error,
+    assert_refuses_a_runs_file,
     atari_checkpoint,
     bad_checkpoint,
     eval_returns,
@@ -225,6 +227,7 @@ QUICK = ["--env-id", "Pendulum-v1", "--total-timesteps", 50, "--learning-starts"
             "--eval-episodes 0: must be ≥ 1 with --eval-checkpoint",
         ),
         (["--checkpoint-frequency", 100], "--checkpoint-frequency 100: must be ≥ 0, and > 0 only with --save-model"),
+        *COMMON_BAD_ARGS,
         (["--threads", 0], "--threads 0: must be ≥ 1"),
         (["--buffer-size", 10**13], "lower --buffer-size"),
         (["--eval-frequency", -1], "--eval-frequency -1: must be ≥ 0"),
@@ -242,6 +245,11 @@ def test_bad_input_fails_fast_with_one_line(tmp_path, monkeypatch, capsys, flags
     assert_one_line_error(
         run_main(ac, *QUICK, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys), message, tmp_path
     )
+
+
+def test_runs_a_plain_file_is_refused_before_training(tmp_path, monkeypatch, capsys):
+    """Mutation run: the writable_folder check dropped from check_args (TensorBoard's FileExistsError traceback)."""
+    assert_refuses_a_runs_file(ac, QUICK, tmp_path, monkeypatch, capsys)
 
 
 @pytest.mark.parametrize("kind", CHECKPOINT_KINDS)

@@ -15,13 +15,15 @@ import torch.nn.functional as F
 from conftest import (
     ACROBOT,
     ATARI_BAD_ARGS,
-    ROOT,
     CARTPOLE,
     CHECKPOINT_KINDS,
     DIVERGE,
     QUICK,
+    ROOT,
     SMOKE,
+    assert_no_warning_when_refused,
     assert_one_line_error,
+    assert_refuses_a_runs_file,
     assert_stops_on_divergence,
     atari_checkpoint,
     atari_hot_path,
@@ -813,6 +815,18 @@ def test_bad_input_fails_fast_with_one_line(tmp_path, monkeypatch, capsys, flags
     assert_one_line_error(
         run_main(dqn, *QUICK, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys), message, tmp_path
     )
+
+
+@pytest.mark.parametrize("script", ["dqn_atari", "c51_atari", "qrdqn_atari", "iqn_atari", "fqf_atari"])
+def test_runs_a_plain_file_is_refused_before_training(script, tmp_path, monkeypatch, capsys):
+    """Mutation run: the writable_folder check dropped from check_args (TensorBoard's FileExistsError traceback)."""
+    assert_refuses_a_runs_file(__import__(script), QUICK, tmp_path, monkeypatch, capsys)
+
+
+def test_learning_starts_warning_is_not_printed_for_a_refused_run(tmp_path, monkeypatch, capsys):
+    """Mutation run: the warning printed whatever the problems."""
+    flags = [*QUICK, "--learning-starts", 100, "--seed", -1]
+    assert_no_warning_when_refused(dqn, flags, tmp_path, monkeypatch, capsys)
 
 
 @pytest.mark.parametrize("script", ["dqn_atari.py", "c51_atari.py", "qrdqn_atari.py", "iqn_atari.py", "fqf_atari.py"])

@@ -11,7 +11,9 @@ import pytest
 import torch
 from conftest import (
     CHECKPOINT_KINDS,
+    COMMON_BAD_ARGS,
     assert_one_line_error,
+    assert_refuses_a_runs_file,
     bad_checkpoint,
     eval_returns,
     no_host_sync,
@@ -454,6 +456,7 @@ QUICK = ["--dataset", "pendulum/mixed-v0", "--total-timesteps", 50, "--batch-siz
             "--eval-episodes 0: must be ≥ 1 with --eval-checkpoint",
         ),
         (["--checkpoint-frequency", 100], "--checkpoint-frequency 100: must be ≥ 0, and > 0 only with --save-model"),
+        *COMMON_BAD_ARGS,
         (["--threads", 0], "--threads 0: must be ≥ 1"),
         ("nan reward", "'rewards' holds 1 NaN or infinite values (of 10)"),
         ("zero-length", "'observations' has 0 entries"),
@@ -470,6 +473,11 @@ def test_bad_input_fails_fast_with_one_line(pendulum_dataset, tmp_path, monkeypa
     assert_one_line_error(
         run_main(iql, *QUICK, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys), message, tmp_path
     )
+
+
+def test_runs_a_plain_file_is_refused_before_training(pendulum_dataset, tmp_path, monkeypatch, capsys):
+    """Mutation run: the writable_folder check dropped from check_args (TensorBoard's FileExistsError traceback)."""
+    assert_refuses_a_runs_file(iql, QUICK, tmp_path, monkeypatch, capsys)
 
 
 def trained_checkpoint(tmp_path, monkeypatch, capsys, *flags):
