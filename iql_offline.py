@@ -525,17 +525,31 @@ def split_episodes(ends: np.ndarray) -> list[slice]:
 
 
 def check_arrays(source: str, arrays: dict) -> None:
-    """Raises ValueError naming the first array that is empty, whose length differs from the first's, or that holds NaN
-    or infinite values (with their count): each would otherwise surface as a NaN loss or an IndexError later."""
-    length = len(next(iter(arrays.values())))
+    """Raises ValueError naming the first array that is not numbers, is empty, has a length other than the first's or
+    the wrong shape (observations, next observations and actions [N, dim]; rewards and flags [N]; next observations
+    shaped as the observations), holds NaN or infinite values (with their count), or flags other than 0 and 1: each
+    would otherwise surface as a traceback, a NaN loss or a silently broadcast target later."""
+    length, width = len(next(iter(arrays.values()))), arrays["observations"].shape[1:]
     for key, array in arrays.items():
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+            raise ValueError(f"{source}: {key!r} holds {array.dtype} values, not numbers")
         if len(array) == 0 or len(array) != length:
             raise ValueError(
                 f"{source}: {key!r} has {len(array)} entries" + ("" if len(array) == 0 else f", the others {length}")
             )
+        vector = key in ("observations", "next_observations", "actions")
+        if array.ndim != (2 if vector else 1):
+            shape = f"({length}, dim)" if vector else f"({length},), one value per step"
+            raise ValueError(f"{source}: {key!r} has shape {array.shape}: must be {shape}")
+        if key == "next_observations" and array.shape[1:] != width:
+            raise ValueError(
+                f"{source}: 'next_observations' has shape {array.shape}, the observations {(length, *width)}"
+            )
         bad = np.count_nonzero(~np.isfinite(array))
         if bad:
             raise ValueError(f"{source}: {key!r} holds {bad} NaN or infinite values (of {array.size})")
+        if key in ("terminals", "timeouts", "terminations") and not np.isin(array, (0, 1)).all():
+            raise ValueError(f"{source}: {key!r} holds values other than 0 and 1")
 
 
 def load_hdf5(path: str, env_id: Optional[str]) -> Dataset:
@@ -565,6 +579,8 @@ def load_hdf5(path: str, env_id: Optional[str]) -> Dataset:
     if next_obs is None:
         next_obs = np.concatenate([data["observations"][1:], data["observations"][-1:]])
         keep = ~ends | terminals  # a terminal needs no next observation; the other episode ends have none
+    if not keep.any():
+        raise ValueError(f"{path}: no usable transition (every step ends an episode with no next observation)")
     returns = np.array([data["rewards"][s].sum() for s in split_episodes(ends)])
     name = os.path.basename(path).split("-")[0].split("_")[0].lower()
     env_kwargs = D4RL_ENV_KWARGS.get(name, {}) if env_id is None else {}

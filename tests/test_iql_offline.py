@@ -397,8 +397,8 @@ def test_missing_dataset_says_how_to_get_it(tmp_path):
 
 
 def broken_dataset(tmp_path, kind):
-    """A dataset the loader must refuse, as the --dataset value: an hdf5 file with a NaN reward, one with zero-length
-    arrays, a 0-byte hdf5 file, or an empty Minari dataset (in the pendulum_dataset fixture's folder)."""
+    """A dataset the loader must refuse, as the --dataset value: an hdf5 file with arrays broken (`changes`), a 0-byte
+    hdf5 file, or an empty Minari dataset (in the pendulum_dataset fixture's folder)."""
     import h5py
 
     path = tmp_path / f"pendulum-{kind}.hdf5"
@@ -419,17 +419,23 @@ def broken_dataset(tmp_path, kind):
     if kind == "0-byte":
         path.write_bytes(b"")
         return path
-    write_hdf5(path, with_next_obs=False)
+    write_hdf5(path, with_next_obs=kind == "wide next_observations")
+    changes = {  # kind: the array replaced, and how
+        "nan reward": ("rewards", lambda a: np.where(np.arange(len(a)) == 4, np.nan, a)),
+        "byte terminals": ("terminals", lambda a: a.astype("S1")),
+        "(N, 1) terminals": ("terminals", lambda a: a[:, None]),
+        "(N, 1) rewards": ("rewards", lambda a: a[:, None]),  # would broadcast the targets to [B, B, 1], silently
+        "wide next_observations": ("next_observations", lambda a: np.concatenate([a, a], 1)),
+        "half terminals": ("terminals", lambda a: a * 0.5),
+        "one step": (None, lambda a: a[:1]),  # it ends the file, not by a terminal: its next observation is unknown
+        "zero-length": (None, lambda a: a[:0]),
+    }
+    key, change = changes[kind]
     with h5py.File(path, "r+") as f:
-        if kind == "nan reward":
-            rewards = f["rewards"][()]
-            rewards[4] = np.nan
-            f["rewards"][...] = rewards
-        else:  # zero-length arrays
-            for key in list(f.keys()):
-                shape = f[key].shape
-                del f[key]
-                f[key] = np.zeros((0, *shape[1:]), dtype=np.float32)
+        for key in [key] if key else list(f.keys()):
+            array = change(f[key][()])
+            del f[key]
+            f[key] = array
     return path
 
 
@@ -460,6 +466,12 @@ QUICK = ["--dataset", "pendulum/mixed-v0", "--total-timesteps", 50, "--batch-siz
         (["--threads", 0], "--threads 0: must be ≥ 1"),
         ("nan reward", "'rewards' holds 1 NaN or infinite values (of 10)"),
         ("zero-length", "'observations' has 0 entries"),
+        ("byte terminals", "'terminals' holds |S1 values, not numbers"),
+        ("(N, 1) terminals", "'terminals' has shape (10, 1): must be (10,), one value per step"),
+        ("(N, 1) rewards", "'rewards' has shape (10, 1): must be (10,), one value per step"),
+        ("wide next_observations", "'next_observations' has shape (10, 6), the observations (10, 3)"),
+        ("half terminals", "'terminals' holds values other than 0 and 1"),
+        ("one step", "no usable transition"),
         ("0-byte", "is not a readable hdf5 file"),
         ("empty minari", "the Minari dataset pendulum/empty-v0 holds no episodes"),
     ],
