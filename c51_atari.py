@@ -916,6 +916,14 @@ def start_wandb(args: Args, run_name: str):
     )
 
 
+def duration(seconds: float) -> str:
+    """A time in the unit that reads best: s, min, h or days."""
+    for unit, size, limit in [("s", 1, 90), ("min", 60, 90 * 60), ("h", 3600, 48 * 3600)]:
+        if seconds < limit:
+            return f"{seconds / size:.0f} {unit}" if unit == "s" else f"{seconds / size:.1f} {unit}"
+    return f"{seconds / 86400:.1f} days"
+
+
 class Progress:
     """Training's bookkeeping: each env's running episode return and length, logged when the episode ends, and a
     progress line every 5 s with the steps, SPS, ETA and the mean return of the last 20 episodes."""
@@ -941,11 +949,11 @@ class Progress:
         if time.time() - self.last_print <= 5 and global_step < self.total:
             return
         sps = (global_step - self.last_print_step) / (time.time() - self.last_print)
-        eta = (self.total - global_step) / max(sps, 1e-9)
+        eta = max(self.total - global_step, 0) / max(sps, 1e-9)
         recent = self.recent_returns
         mean_return = f"{np.mean(recent):.1f}" if recent else "n/a"
         print(
-            f"step {global_step}/{self.total}  SPS {sps:.0f}  ETA {eta / 60:.1f} min  return {mean_return} "
+            f"step {global_step}/{self.total}  SPS {sps:.0f}  ETA {duration(eta)}  return {mean_return} "
             f"(last {len(recent)})  ε {epsilon:.3f}  grad steps {gradient_steps}",
             flush=True,
         )

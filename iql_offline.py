@@ -875,6 +875,14 @@ def start_wandb(args: Args, run_name: str):
     )
 
 
+def duration(seconds: float) -> str:
+    """A time in the unit that reads best: s, min, h or days."""
+    for unit, size, limit in [("s", 1, 90), ("min", 60, 90 * 60), ("h", 3600, 48 * 3600)]:
+        if seconds < limit:
+            return f"{seconds / size:.0f} {unit}" if unit == "s" else f"{seconds / size:.1f} {unit}"
+    return f"{seconds / 86400:.1f} days"
+
+
 class Progress:
     """A progress line every 5 s with the gradient steps, their rate, the ETA and the latest evaluation
     (`last_eval`)."""
@@ -888,9 +896,9 @@ class Progress:
         if time.time() - self.last_print <= 5 and step < self.total:
             return
         sps = (step - self.last_print_step) / (time.time() - self.last_print)
-        eta = (self.total - step) / max(sps, 1e-9)
+        eta = max(self.total - step, 0) / max(sps, 1e-9)
         print(
-            f"step {step}/{self.total}  {sps:.0f} gradient steps/s  ETA {eta / 60:.1f} min  eval {self.last_eval}",
+            f"step {step}/{self.total}  {sps:.0f} gradient steps/s  ETA {duration(eta)}  eval {self.last_eval}",
             flush=True,
         )
         self.writer.add_scalar("charts/SPS", sps, step)

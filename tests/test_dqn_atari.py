@@ -1077,3 +1077,31 @@ def test_shared_machinery_is_identical_in_every_atari_script(script):
     for (n, line), (m, other) in zip(ours, theirs):
         assert other == line, f"{script}:{m} differs from dqn_atari.py:{n}:\n  {other}\n  {line}"
     assert len(theirs) == len(ours), f"{script} has {len(theirs)} lines below the banner, dqn_atari.py {len(ours)}"
+
+
+@pytest.mark.parametrize(
+    "script", ["dqn_atari", "c51_atari", "qrdqn_atari", "iqn_atari", "fqf_atari", "ddpg_td3_sac", "iql_offline"]
+)
+def test_eta_reads_in_its_unit(script):
+    """A 30-hour ETA reads in hours, not as 1,800 min. Mutation run: minutes always (the old format)."""
+    times = [0, 59, 600, 3 * 3600, 22_000 * 60]
+    assert [__import__(script).duration(t) for t in times] == ["0 s", "59 s", "10.0 min", "3.0 h", "15.3 days"]
+
+
+class NullWriter:
+    def add_scalar(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("module", [dqn, ac])
+def test_progress_line_past_the_end_and_before_any_evaluation(module, capsys):
+    """With 64 envs the last step overshoots --total-timesteps: the ETA is 0, never negative; ddpg_td3_sac's line
+    says `eval n/a` before the first evaluation, not `nan`. Mutations run: the clamp dropped (`ETA -0`), NaN kept."""
+    progress = module.Progress(module.Args(num_envs=64, total_timesteps=3000), NullWriter())
+    progress.last_print -= 10
+    args = (3008, 0.01, 5) if module is dqn else (3008, 5)
+    progress.report(*args)
+    line = capsys.readouterr().out
+    assert "ETA 0 s" in line and "nan" not in line, line
+    if module is ac:
+        assert "eval n/a" in line, line
