@@ -372,7 +372,6 @@ def main(args: Args) -> None:
     except FloatingPointError as e:
         failure = e
     finally:
-        stop.restore()
         envs.close()
         if args.save_model:
             save_checkpoint(model_path, *(last_finite.networks if failure else (actor, qfs)), args)
@@ -381,6 +380,7 @@ def main(args: Args) -> None:
             dataset_error = write_dataset(recorder, args, args.env_id, args.algo, "every finished training episode")
             failure = failure or dataset_error
         writer.flush()
+        stop.restore()
     exit_if_ended_early(failure, stop, global_step)
 
     if args.eval_episodes > 0:
@@ -564,9 +564,10 @@ def seed_everything(seed: int, torch_deterministic: bool):
     torch.backends.cudnn.deterministic = torch_deterministic
 
 
-def evaluate(actor, args: Args, device, video_dir=None, recorder=None) -> list[float]:
+def evaluate(actor, args: Args, device, video_dir=None, recorder=None, stop=None) -> list[float]:
     """The first episode of each of `eval_episodes` parallel envs with the deterministic action. With `video_dir`,
-    each episode's rendering is written as an mp4; with an `EpisodeRecorder`, each episode is recorded."""
+    each episode's rendering is written as an mp4; with an `EpisodeRecorder`, each episode is recorded. With a
+    `StopSignal`, a signal ends it at the next step: the returns are those of the episodes finished by then."""
     if video_dir:  # frames are rendered off-screen; without this SDL looks for a display and complains
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     envs = make_env(args.env_id, args.eval_episodes, render=video_dir is not None)
@@ -583,7 +584,7 @@ def evaluate(actor, args: Args, device, video_dir=None, recorder=None) -> list[f
             imageio.get_writer(f"{video_dir}/eval-episode-{i}.mp4", fps=30, macro_block_size=2)
             for i in range(args.eval_episodes)
         ]
-    while not finished.all():
+    while not finished.all() and not (stop and stop.code):
         if writers:
             frames = envs.render()
             for i in np.flatnonzero(~finished):
@@ -603,7 +604,7 @@ def evaluate(actor, args: Args, device, video_dir=None, recorder=None) -> list[f
     for w in writers:
         w.close()
     envs.close()
-    return returns.tolist()
+    return returns[finished].tolist()
 
 
 def evaluate_checkpoint(args: Args, device) -> None:
@@ -627,13 +628,24 @@ def evaluate_checkpoint(args: Args, device) -> None:
 
 def final_evaluation(actor, args: Args, device, run_name: str, writer, global_step: int) -> None:
     """`--eval-episodes` episodes after training, each logged as `eval/episodic_return` (step = the episode's index),
-    and their mean as the learning curve's last point with `--eval-frequency`."""
-    returns = evaluate(actor, args, device, f"videos/{run_name}" if args.capture_video else None)
+    and their mean as the learning curve's last point with `--eval-frequency`. SIGINT or SIGTERM ends it at the next
+    step: the episodes finished by then are logged, and the run exits with 128 + the signal's number."""
+    print(f"final evaluation: {args.eval_episodes} episodes", flush=True)
+    stop = StopSignal()
+    try:
+        returns = evaluate(actor, args, device, f"videos/{run_name}" if args.capture_video else None, stop=stop)
+    finally:
+        stop.restore()
     for i, episodic_return in enumerate(returns):
         writer.add_scalar("eval/episodic_return", episodic_return, i)
-    if args.eval_frequency:
-        writer.add_scalar("eval/mean_return", np.mean(returns), global_step)
-    print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes")
+    if returns:
+        if args.eval_frequency:
+            writer.add_scalar("eval/mean_return", np.mean(returns), global_step)
+        print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes")
+    if stop.code:
+        writer.close()
+        print(f"evaluation stopped by {signal.Signals(stop.code - 128).name} after {len(returns)} finished episodes")
+        raise SystemExit(stop.code)
 
 
 def save_checkpoint(path, actor, qfs, args: Args):

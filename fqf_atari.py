@@ -366,12 +366,12 @@ def main(args: Args) -> None:
     except FloatingPointError as e:
         failure = e
     finally:
-        stop.restore()
         envs.close()
         if args.save_model:
             save_checkpoint(model_path, *(last_finite.networks if failure else (q_network,)), args)
             print(f"model saved to {model_path}" + (" (the last finite weights)" if failure else ""))
         writer.flush()
+        stop.restore()
     exit_if_ended_early(failure, stop, global_step)
 
     if args.eval_episodes > 0:
@@ -1033,9 +1033,10 @@ class Progress:
         self.last_print, self.last_print_step = time.time(), global_step
 
 
-def evaluate(q_network, args: Args, video_dir=None) -> list[float]:
+def evaluate(q_network, args: Args, video_dir=None, stop=None) -> list[float]:
     """The first whole game of each of `eval_episodes` parallel envs, with ε = `eval_epsilon` (and a noisy head's mean
-    weights). With `video_dir`, each game is written as an mp4 (`video_frames`)."""
+    weights). With `video_dir`, each game is written as an mp4 (`video_frames`). With a `StopSignal`, a signal ends
+    it at the next step: the returns are those of the games finished by then."""
     if video_dir:  # frames are rendered off-screen; without this SDL looks for a display and complains
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     envs = make_env(args.env_id, args.eval_episodes, render=video_dir is not None)
@@ -1051,7 +1052,7 @@ def evaluate(q_network, args: Args, video_dir=None) -> list[float]:
             imageio.get_writer(f"{video_dir}/eval-episode-{i}.mp4", fps=30, macro_block_size=2)
             for i in range(args.eval_episodes)
         ]
-    while not finished.all():
+    while not finished.all() and not (stop and stop.code):
         if writers:
             frames = video_frames(envs, obs)
             for i in np.flatnonzero(~finished):
@@ -1063,7 +1064,7 @@ def evaluate(q_network, args: Args, video_dir=None) -> list[float]:
     for w in writers:
         w.close()
     envs.close()
-    return returns.tolist()
+    return returns[finished].tolist()
 
 
 def video_frames(envs, obs: np.ndarray):
@@ -1091,11 +1092,23 @@ def evaluate_checkpoint(args: Args, device) -> None:
 
 
 def final_evaluation(q_network, args: Args, run_name: str, writer) -> None:
-    """`--eval-episodes` games after training, each logged as `eval/episodic_return` (step = the game's index)."""
-    returns = evaluate(q_network, args, f"videos/{run_name}" if args.capture_video else None)
+    """`--eval-episodes` games after training, each logged as `eval/episodic_return` (step = the game's index).
+    SIGINT or SIGTERM ends it at the next step: the games finished by then are logged, and the run exits with 128 +
+    the signal's number."""
+    print(f"final evaluation: {args.eval_episodes} games (ε={args.eval_epsilon})", flush=True)
+    stop = StopSignal()
+    try:
+        returns = evaluate(q_network, args, f"videos/{run_name}" if args.capture_video else None, stop)
+    finally:
+        stop.restore()
     for i, episodic_return in enumerate(returns):
         writer.add_scalar("eval/episodic_return", episodic_return, i)
-    print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes (ε={args.eval_epsilon})")
+    if returns:
+        print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes (ε={args.eval_epsilon})")
+    if stop.code:
+        writer.close()
+        print(f"evaluation stopped by {signal.Signals(stop.code - 128).name} after {len(returns)} finished games")
+        raise SystemExit(stop.code)
 
 
 def save_checkpoint(path, q_network, args: Args):

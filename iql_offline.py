@@ -398,20 +398,25 @@ def main(args: Args) -> None:
     except FloatingPointError as e:
         failure = e
     finally:
-        stop.restore()
         if args.save_model:
             save_checkpoint(
                 model_path, *(last_finite.networks if failure else (actor, critic)), norm, action_map, env, args
             )
             print(f"model saved to {model_path}" + (" (the last finite weights)" if failure else ""))
         writer.flush()
+        stop.restore()
     exit_if_ended_early(failure, stop, step)
 
     if args.eval_episodes > 0:
-        returns = evaluate(
-            actor, args, env, norm, action_map, device, f"videos/{run_name}" if args.capture_video else None
-        )
+        print(f"final evaluation: {args.eval_episodes} episodes", flush=True)
+        stop = StopSignal()  # a signal ends the final evaluation too: the episodes finished by then are logged
+        try:
+            video_dir = f"videos/{run_name}" if args.capture_video else None
+            returns = evaluate(actor, args, env, norm, action_map, device, video_dir, stop)
+        finally:
+            stop.restore()
         final_evaluation(returns, args, data, writer, step)
+        exit_if_ended_early(None, stop, step)
     print(f"total time {time.time() - progress.start_time:.0f} s, {step} gradient steps")
     writer.close()
 
@@ -714,9 +719,10 @@ def seed_everything(seed: int, torch_deterministic: bool):
     torch.backends.cudnn.deterministic = torch_deterministic
 
 
-def evaluate(actor, args: Args, env, norm, action_scale, device, video_dir=None) -> list[float]:
+def evaluate(actor, args: Args, env, norm, action_scale, device, video_dir=None, stop=None) -> list[float]:
     """The first episode of each of `eval_episodes` parallel envs with the mean action; `env` is (env_id,
-    env_kwargs)."""
+    env_kwargs). With a `StopSignal`, a signal ends it at the next step: the returns are those of the episodes
+    finished by then."""
     if video_dir:  # frames are rendered off-screen; without this SDL looks for a display and complains
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     envs = gym.make_vec(
@@ -740,7 +746,7 @@ def evaluate(actor, args: Args, env, norm, action_scale, device, video_dir=None)
         ]
     mean, std = norm
     scale, bias = action_scale
-    while not finished.all():
+    while not finished.all() and not (stop and stop.code):
         if writers:
             frames = envs.render()
             for i in np.flatnonzero(~finished):
@@ -753,7 +759,7 @@ def evaluate(actor, args: Args, env, norm, action_scale, device, video_dir=None)
     for w in writers:
         w.close()
     envs.close()
-    return returns.tolist()
+    return returns[finished].tolist()
 
 
 def normalized_scores(returns, ref_scores) -> list[float]:
@@ -788,21 +794,24 @@ def evaluate_checkpoint(args: Args, device) -> None:
 
 def final_evaluation(returns, args: Args, data, writer, step: int) -> None:
     """The evaluation after training: each episode's return (and normalised score, where the dataset has reference
-    returns) logged with step = the episode's index, and the learning curve's last point with `--eval-frequency`."""
+    returns) logged with step = the episode's index, and the learning curve's last point with `--eval-frequency`.
+    `returns` may be fewer than `--eval-episodes` (a signal ended the evaluation), or none."""
     for i, episodic_return in enumerate(returns):
         writer.add_scalar("eval/episodic_return", episodic_return, i)
-    if args.eval_frequency:
+    if returns and args.eval_frequency:
         log_learning_curve(writer, step, returns, data.ref_scores)
-    mean_return, dataset_mean = np.mean(returns), data.episode_returns.mean()
-    message = f"eval: mean return {mean_return:.2f} over {len(returns)} episodes (dataset mean {dataset_mean:.1f})"
-    if data.ref_scores is not None:
-        scores = normalized_scores(returns, data.ref_scores)
-        for i, score in enumerate(scores):
-            writer.add_scalar("eval/normalized_score", score, i)
-        message += f", normalized score {np.mean(scores):.1f}"
-    else:
-        message += "; no reference scores for this dataset, so no normalized score"
-    print(message)
+    if returns:
+        mean_return, dataset_mean = np.mean(returns), data.episode_returns.mean()
+        message = f"eval: mean return {mean_return:.2f} over {len(returns)} episodes (dataset mean {dataset_mean:.1f})"
+        if data.ref_scores is not None:
+            scores = normalized_scores(returns, data.ref_scores)
+            for i, score in enumerate(scores):
+                writer.add_scalar("eval/normalized_score", score, i)
+            message += f", normalized score {np.mean(scores):.1f}"
+        else:
+            message += "; no reference scores for this dataset, so no normalized score"
+        print(message)
+    writer.flush()
 
 
 def save_checkpoint(path, actor, critic, norm, action_scale, env, args: Args):

@@ -346,6 +346,30 @@ def assert_no_warning_when_refused(module, flags, tmp_path, monkeypatch, capsys)
     assert code == 2 and "error:" in err and "warning:" not in err, (code, err)
 
 
+def assert_final_evaluation_ends_on_a_signal(module, flags, tmp_path, monkeypatch, capsys):
+    """SIGINT as the final evaluation begins (sent by a wrapper of `module.evaluate` when it is given a StopSignal):
+    the evaluation ends at its next step, before any episode ends, and the run exits 130 with a line saying so, no
+    KeyboardInterrupt traceback, and the previous SIGINT handler back in place."""
+    import signal
+
+    evaluate = module.evaluate
+
+    def signalled(*args, **kwargs):
+        stop = kwargs.get("stop") or next((a for a in args if isinstance(a, module.StopSignal)), None)
+        if stop is not None:
+            os.kill(os.getpid(), signal.SIGINT)
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(module, "evaluate", signalled)
+    handler = signal.getsignal(signal.SIGINT)
+    code, out, err = run_main(
+        module, *flags, "--eval-episodes", 2, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys
+    )
+    assert code == 130 and "stopped by SIGINT" in out and "Traceback" not in err, (code, out, err)
+    assert "eval: mean return" not in out, out  # signalled before its first step, it finished no episode
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
 def assert_one_line_error(result, message, cwd, status=2):
     """The run stopped with `status`, one `error:` line holding `message` and no traceback; input rejected before
     training (status 2) leaves no `runs/` folder behind."""

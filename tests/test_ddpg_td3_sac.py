@@ -8,6 +8,7 @@ import torch
 from conftest import (
     CHECKPOINT_KINDS,
     COMMON_BAD_ARGS,
+    assert_final_evaluation_ends_on_a_signal,
     assert_one_line_error,
     assert_refuses_a_runs_file,
     atari_checkpoint,
@@ -645,3 +646,8 @@ def test_sac_autotuned_temperature_starts_at_one(monkeypatch, tmp_path):
     assert [k for k, kind in target_updates] == list(range(1, 41)) and {kind for _, kind in target_updates} == {
         "critic"
     }
+
+
+def test_a_signal_during_the_final_evaluation_ends_it_cleanly(tmp_path, monkeypatch, capsys):
+    """Mutation run: the final evaluation without its StopSignal (it runs to its end and exits 0)."""
+    assert_final_evaluation_ends_on_a_signal(ac, QUICK, tmp_path, monkeypatch, capsys)

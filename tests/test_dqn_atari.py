@@ -21,6 +21,7 @@ from conftest import (
     QUICK,
     ROOT,
     SMOKE,
+    assert_final_evaluation_ends_on_a_signal,
     assert_no_warning_when_refused,
     assert_one_line_error,
     assert_refuses_a_runs_file,
@@ -1105,3 +1106,10 @@ def test_progress_line_past_the_end_and_before_any_evaluation(module, capsys):
     assert "ETA 0 s" in line and "nan" not in line, line
     if module is ac:
         assert "eval n/a" in line, line
+
+
+@pytest.mark.parametrize("script", ["dqn_atari", "c51_atari", "qrdqn_atari", "iqn_atari", "fqf_atari"])
+def test_a_signal_during_the_final_evaluation_ends_it_cleanly(script, tmp_path, monkeypatch, capsys):
+    """Mutation run: final_evaluation without its StopSignal (the evaluation runs to its end and exits 0; outside the
+    test, SIGINT raised KeyboardInterrupt there)."""
+    assert_final_evaluation_ends_on_a_signal(__import__(script), QUICK, tmp_path, monkeypatch, capsys)

@@ -12,6 +12,7 @@ import torch
 from conftest import (
     CHECKPOINT_KINDS,
     COMMON_BAD_ARGS,
+    assert_final_evaluation_ends_on_a_signal,
     assert_one_line_error,
     assert_refuses_a_runs_file,
     bad_checkpoint,
@@ -680,3 +681,8 @@ def test_learns_from_a_mixed_dataset(pendulum_dataset, tmp_path):
     assert results["iql"] > results["bc"] + 100 and results["iql"] > dataset_mean + 200, results
     for name in ["d2rl", "rnd", "cvae", "distributional"]:
         assert results[name] > dataset_mean + 150, (name, results)
+
+
+def test_a_signal_during_the_final_evaluation_ends_it_cleanly(pendulum_dataset, tmp_path, monkeypatch, capsys):
+    """Mutation run: the final evaluation without its StopSignal (it runs to its end and exits 0)."""
+    assert_final_evaluation_ends_on_a_signal(iql, QUICK, tmp_path, monkeypatch, capsys)
