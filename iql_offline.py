@@ -798,9 +798,9 @@ def final_evaluation(returns, args: Args, data, writer, step: int) -> None:
     `returns` may be fewer than `--eval-episodes` (a signal ended the evaluation), or none."""
     for i, episodic_return in enumerate(returns):
         writer.add_scalar("eval/episodic_return", episodic_return, i)
-    if returns and args.eval_frequency:
-        log_learning_curve(writer, step, returns, data.ref_scores)
     if returns:
+        if args.eval_frequency:
+            log_learning_curve(writer, step, returns, data.ref_scores)
         mean_return, dataset_mean = np.mean(returns), data.episode_returns.mean()
         message = f"eval: mean return {mean_return:.2f} over {len(returns)} episodes (dataset mean {dataset_mean:.1f})"
         if data.ref_scores is not None:
