@@ -10,11 +10,13 @@ Papers: https://arxiv.org/abs/1509.02971, https://arxiv.org/abs/1802.09477, http
 """
 
 import copy
+import functools
 import getpass
 import os
 import random
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections import deque
@@ -28,6 +30,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 import tyro
 from torch.utils.tensorboard import SummaryWriter
+
+# whose checkpoints this file loads: a renamed copy of it still loads the original's (Args and Actor must fit too)
+ALGORITHM = "DDPG/TD3/SAC"
 
 
 @dataclass
@@ -62,8 +67,8 @@ class Args:
     """with `--save-model`, also write the checkpoint every this many transitions (0: only at the end), so that a killed
     run loses at most that many"""
     threads: Optional[int] = None
-    """torch's CPU threads; None: `OMP_NUM_THREADS` when it is set, else the CPUs this process may run on. Runs that
-    share a machine should each get their share (docs/operations.md)"""
+    """torch's CPU threads; None: `OMP_NUM_THREADS` when it is set, else 1, never the slow choice on a machine that
+    other work shares; more pay only on an idle machine (docs/operations.md, "Threads")"""
     save_dataset: Optional[str] = None
     """write every finished training episode as a local Minari dataset with this id (e.g. `hopper/td3-replay-v0`); with
     `--eval-checkpoint`, the evaluation's episodes instead"""
@@ -286,6 +291,7 @@ def main(args: Args) -> None:
     check_dataset_id(args.save_dataset)
     if args.eval_checkpoint:
         return evaluate_checkpoint(args, device)
+    stop = StopSignal()  # from here on, SIGINT or SIGTERM ends the run at the next step, with its checkpoint written
     try:
         envs = make_env(args.env_id, args.num_envs)
     except (ValueError, ImportError, gym.error.Error) as e:
@@ -321,7 +327,7 @@ def main(args: Args) -> None:
     recorder = EpisodeRecorder().begin(obs_np) if args.save_dataset else None
     global_step, gradient_steps = 0, 0
     policy_loss = torch.zeros((), device=device)  # logged before the first actor update when policy_frequency > 1
-    failure, stop = None, StopSignal()
+    failure = None
     try:
         while global_step < args.total_timesteps and not stop.code:
             actions, actions_np = act(args, envs, actor, obs, global_step)
@@ -402,7 +408,7 @@ def check_args(args: Args) -> list[str]:
         ("buffer_size", args.buffer_size >= 1, "≥ 1"),
         ("gamma", 0 < args.gamma <= 1, "in (0, 1]"),
         ("tau", 0 < args.tau <= 1, "in (0, 1]"),
-        ("batch_size", args.batch_size >= 1, "≥ 1"),
+        ("batch_size", 1 <= args.batch_size <= args.buffer_size, "in [1, --buffer-size]"),
         ("learning_starts", args.learning_starts >= 0, "≥ 0"),
         ("policy_frequency", args.policy_frequency >= 1, "≥ 1"),
         ("exploration_noise", args.exploration_noise >= 0, "≥ 0"),
@@ -424,9 +430,7 @@ def check_args(args: Args) -> list[str]:
     ]
     problems = [
         f"--{name.replace('_', '-')} {getattr(args, name)}: must be {rule}" for name, ok, rule in rules if not ok
-    ]
-    if not args.eval_checkpoint and not writable_folder("runs"):
-        problems.append("runs: not a folder this user may write in (the run's logs and checkpoints go there)")
+    ] + machine_problems(args)
     if args.learning_starts >= args.total_timesteps and not args.eval_checkpoint and not problems:
         print(
             f"warning: --learning-starts {args.learning_starts} ≥ --total-timesteps {args.total_timesteps}: "
@@ -457,7 +461,13 @@ def resolve_defaults(args: Args) -> Args:
 def make_env(env_id: str, num_envs: int, render: bool = False) -> gym.vector.VectorEnv:
     """A synchronous vector of `env_id`, autoresetting in the same step with the true last observation in
     `info["final_obs"]`. Raises ValueError on an id or space this script cannot train on."""
-    gym.spec(env_id)  # raises gym.error.Error on an unknown id
+    if env_id.startswith("MinAtar/"):
+        raise ValueError(f"{env_id}: MinAtar's actions are discrete; DDPG, TD3 and SAC need continuous ones")
+    if "mujoco" in str(gym.spec(env_id).entry_point):  # gym.spec raises gym.error.Error on an unknown id
+        import mujoco
+
+        if mujoco.get_mju_user_warning() is None:  # MuJoCo repeats its model's warnings at every env made: say once
+            mujoco.set_mju_user_warning(functools.cache(lambda message: print(f"MuJoCo: {message}", file=sys.stderr)))
     envs = gym.make_vec(
         env_id,
         num_envs,
@@ -551,9 +561,35 @@ def soft_update(target_network, network, tau):
 
 def writable_folder(path: str) -> bool:
     """Whether `path` is a folder this process may write in, or can be made one."""
+    path = os.path.abspath(path)
     if os.path.exists(path):
         return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
-    return os.access(os.path.dirname(os.path.abspath(path)), os.W_OK | os.X_OK)
+    return writable_folder(os.path.dirname(path))  # it would be made in the nearest folder that exists
+
+
+def machine_problems(args: Args) -> list[str]:
+    """What the flags ask of this machine, checked before the run rather than found at its end: a `runs` folder it may
+    write in, a W&B login for `--track`, an ffmpeg that runs for `--capture-video`. One line for each that fails."""
+    problems = []
+    if not args.eval_checkpoint and not writable_folder("runs"):
+        problems.append("runs: not a folder this user may write in (the run's logs and checkpoints go there)")
+    if args.track and not args.eval_checkpoint:
+        try:
+            import wandb
+
+            offline = os.environ.get("WANDB_MODE") in ("offline", "disabled", "dryrun")
+            if not offline and not wandb.login(verify=False, prompt=False):
+                problems.append("--track: no W&B login; run `wandb login`, set WANDB_API_KEY, or WANDB_MODE=offline")
+        except ImportError:
+            problems.append("--track needs wandb: pip install wandb")
+    if args.capture_video and args.eval_episodes > 0:
+        try:
+            import imageio_ffmpeg
+
+            subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-version"], capture_output=True, check=True, timeout=60)
+        except (ImportError, RuntimeError, OSError, subprocess.SubprocessError) as e:
+            problems.append(f"--capture-video: no ffmpeg that runs, to write the videos ({type(e).__name__}: {e})")
+    return problems
 
 
 def seed_everything(seed: int, torch_deterministic: bool):
@@ -609,21 +645,27 @@ def evaluate(actor, args: Args, device, video_dir=None, recorder=None, stop=None
 
 def evaluate_checkpoint(args: Args, device) -> None:
     """`--eval-checkpoint`: the saved actor evaluated with this command line's seed and episodes (videos under
-    videos/eval), its episodes written as a dataset with `--save-dataset`; the env and the other flags are the
-    checkpoint's."""
+    videos/eval__{checkpoint}__{seed}__{time}), its episodes written as a dataset with `--save-dataset`; the env and
+    the other flags are the checkpoint's."""
     seed_everything(args.seed, args.torch_deterministic)
     try:
         actor, ckpt_args = load_checkpoint(args.eval_checkpoint, device)
     except ValueError as e:
         fail(str(e))
+    if args.env_id not in (Args.env_id, ckpt_args.env_id):
+        fail(f"--env-id {args.env_id}: the checkpoint plays {ckpt_args.env_id}; leave --env-id out to evaluate it")
     ckpt_args.eval_episodes, ckpt_args.seed = args.eval_episodes, args.seed
     recorder = EpisodeRecorder() if args.save_dataset else None
-    returns = evaluate(actor, ckpt_args, device, "videos/eval" if args.capture_video else None, recorder)
-    print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes: {returns}")
+    name = os.path.basename(args.eval_checkpoint).removesuffix(".pt")
+    video_dir = f"videos/eval__{name}__{args.seed}__{int(time.time())}" if args.capture_video else None
+    returns, stopped = evaluate_until_signalled(actor, ckpt_args, device, video_dir, recorder)
+    if returns:
+        print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes: {returns}")
     if recorder:
         what = f"{len(returns)} deterministic episodes of the checkpoint {args.eval_checkpoint}"
         if error := write_dataset(recorder, args, ckpt_args.env_id, ckpt_args.algo, what):
             fail(str(error), code=1)
+    exit_if_evaluation_stopped(stopped, len(returns))
 
 
 def final_evaluation(actor, args: Args, device, run_name: str, writer, global_step: int) -> None:
@@ -631,38 +673,52 @@ def final_evaluation(actor, args: Args, device, run_name: str, writer, global_st
     and their mean as the learning curve's last point with `--eval-frequency`. SIGINT or SIGTERM ends it at the next
     step: the episodes finished by then are logged, and the run exits with 128 + the signal's number."""
     print(f"final evaluation: {args.eval_episodes} episodes", flush=True)
-    stop = StopSignal()
-    try:
-        returns = evaluate(actor, args, device, f"videos/{run_name}" if args.capture_video else None, stop=stop)
-    finally:
-        stop.restore()
+    video_dir = f"videos/{run_name}" if args.capture_video else None
+    returns, stopped = evaluate_until_signalled(actor, args, device, video_dir)
     for i, episodic_return in enumerate(returns):
         writer.add_scalar("eval/episodic_return", episodic_return, i)
     if returns:
         if args.eval_frequency:
             writer.add_scalar("eval/mean_return", np.mean(returns), global_step)
         print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes")
-    if stop.code:
-        writer.close()
-        print(f"evaluation stopped by {signal.Signals(stop.code - 128).name} after {len(returns)} finished episodes")
-        raise SystemExit(stop.code)
+    writer.flush()
+    exit_if_evaluation_stopped(stopped, len(returns))
+
+
+def evaluate_until_signalled(actor, args: Args, device, video_dir, recorder=None):
+    """`evaluate` that SIGINT or SIGTERM ends at the next step: the returns of the episodes finished by then, and the
+    exit status the signal asks for (128 + its number; 0 when none came). Videos that cannot be written (a full disk,
+    an ffmpeg that died) are given up with a warning, and the episodes played again without them."""
+    stop = StopSignal()
+    try:
+        if video_dir:
+            print(f"videos: {video_dir}/")
+        try:
+            returns = evaluate(actor, args, device, video_dir, recorder, stop)
+        except OSError as e:
+            print(f"warning: the videos could not be written ({e}); evaluating again without them", file=sys.stderr)
+            returns = evaluate(actor, args, device, None, recorder, stop)  # the recorder begins afresh
+    finally:
+        stop.restore()
+    return returns, stop.code
+
+
+def exit_if_evaluation_stopped(code: int, finished: int) -> None:
+    if code:
+        print(f"evaluation stopped by {signal.Signals(code - 128).name} after {finished} finished episodes")
+        raise SystemExit(code)
 
 
 def save_checkpoint(path, actor, qfs, args: Args):
-    """Weights + args + the script's name, written atomically so that an interrupt never leaves a half-written file."""
-    checkpoint = {
-        "actor": actor.state_dict(),
-        "qfs": qfs.state_dict(),
-        "args": asdict(args),
-        "script": os.path.basename(__file__),
-    }
+    """Weights, args and the algorithm's name, written atomically: an interrupt never leaves a half-written file."""
+    checkpoint = {"actor": actor.state_dict(), "qfs": qfs.state_dict(), "args": asdict(args), "algorithm": ALGORITHM}
     torch.save(checkpoint, path + ".tmp")
     os.replace(path + ".tmp", path)
 
 
 def load_checkpoint(path, device):
     """The actor and args of a checkpoint this script wrote. Raises ValueError, in one line, on a missing file, one
-    that is not a torch checkpoint (empty, truncated, another format) or one that another script wrote."""
+    that is not a torch checkpoint (empty, truncated, another format) or one of another algorithm."""
     script = os.path.basename(__file__)
     if not os.path.isfile(path):
         raise ValueError(f"no checkpoint at {path}")
@@ -672,9 +728,9 @@ def load_checkpoint(path, device):
         raise ValueError(
             f"{path} is not a readable checkpoint (empty, truncated or another format: {type(e).__name__})"
         ) from None
-    written_by = checkpoint.get("script") if isinstance(checkpoint, dict) else None
-    if written_by != script:
-        raise ValueError(f"{path} is a checkpoint of {written_by or 'an unknown program'}, not of {script}")
+    written_by = checkpoint.get("algorithm") if isinstance(checkpoint, dict) else None
+    if written_by != ALGORITHM:
+        raise ValueError(f"{path} is a checkpoint of {written_by or 'an unknown program'}, not of {ALGORITHM}")
     try:
         args = Args(**checkpoint["args"])
         envs = make_env(args.env_id, 1)
@@ -748,7 +804,8 @@ class EpisodeRecorder:
 
 
 def check_dataset_id(dataset_id) -> None:
-    """`--save-dataset`: a malformed or taken id stops before training, not after it."""
+    """`--save-dataset`: a malformed or taken id, or a Minari folder this user may not write in, stops before
+    training, not after it."""
     if dataset_id is None:
         return
     import minari
@@ -758,19 +815,31 @@ def check_dataset_id(dataset_id) -> None:
         parse_dataset_id(dataset_id)
     except ValueError as e:
         fail(str(e))
+    root = os.environ.get("MINARI_DATASETS_PATH") or os.path.expanduser("~/.minari/datasets")  # Minari's rule
+    if not writable_folder(root):
+        fail(f"--save-dataset: {root} is not a folder this user may write in; set MINARI_DATASETS_PATH to one")
     if dataset_id in minari.list_local_datasets():
         fail(f"a local Minari dataset {dataset_id} already exists; choose another id")
 
 
 def write_dataset(recorder, args: Args, env_id: str, algo: str, what: str):
-    """Writes the recorded episodes as the Minari dataset `--save-dataset`, described as `what` of the algorithm;
-    returns the error when none finished."""
+    """Writes the recorded episodes as the Minari dataset `--save-dataset`, described as `what` of the algorithm, or
+    under the id with a random suffix when another run took it meanwhile; returns the error when none finished or the
+    write failed."""
+    import minari
+    from minari.dataset.minari_dataset import parse_dataset_id
+
     description = f"{what} of `ddpg_td3_sac.py --algo {algo}` on {env_id}"
+    dataset_id = args.save_dataset
+    if dataset_id in minari.list_local_datasets():
+        namespace, name, version = parse_dataset_id(dataset_id)
+        dataset_id = f"{namespace + '/' if namespace else ''}{name}-{os.urandom(3).hex()}-v{version}"
+        print(f"warning: another run wrote {args.save_dataset} meanwhile; writing {dataset_id}", file=sys.stderr)
     try:
-        dataset = recorder.write(args.save_dataset, env_id, algo, description, args.dataset_ref_max_score)
-    except ValueError as e:
-        return e
-    print(f"dataset {args.save_dataset}: {dataset.total_episodes} episodes, {dataset.total_steps} steps")
+        dataset = recorder.write(dataset_id, env_id, algo, description, args.dataset_ref_max_score)
+    except (ValueError, OSError) as e:
+        return ValueError(f"dataset {dataset_id} not written: {e}")
+    print(f"dataset {dataset_id}: {dataset.total_episodes} episodes, {dataset.total_steps} steps")
 
 
 def start_logging(args: Args, run_name: str) -> SummaryWriter:
@@ -786,11 +855,10 @@ def start_logging(args: Args, run_name: str) -> SummaryWriter:
 
 def start_wandb(args: Args, run_name: str):
     """`--track`: a Weights & Biases run that mirrors the TensorBoard logs (CleanRL's flags). It must start before the
-    SummaryWriter, whose writes it patches; wandb is imported only here, so that it stays optional."""
-    try:
-        import wandb
-    except ImportError:
-        fail("--track needs wandb: pip install wandb")
+    SummaryWriter, whose writes it patches; wandb is imported only here and in `machine_problems`, so that it stays
+    optional."""
+    import wandb
+
     wandb.init(
         project=args.wandb_project_name,
         entity=args.wandb_entity,
@@ -815,7 +883,7 @@ class Progress:
     evaluation (`last_eval`)."""
 
     def __init__(self, args: Args, writer):
-        self.writer, self.total = writer, args.total_timesteps
+        self.writer, self.total, self.learning_starts = writer, args.total_timesteps, args.learning_starts
         self.returns = np.zeros(args.num_envs)
         self.lengths = np.zeros(args.num_envs, dtype=int)
         self.recent_returns = deque(maxlen=20)
@@ -835,12 +903,14 @@ class Progress:
         if time.time() - self.last_print <= 5 and global_step < self.total:
             return
         sps = (global_step - self.last_print_step) / (time.time() - self.last_print)
-        eta = max(self.total - global_step, 0) / max(sps, 1e-9)
+        eta = duration(max(self.total - global_step, 0) / max(sps, 1e-9))
+        if global_step < self.learning_starts:  # random play runs far faster than learning: no ETA to give yet
+            eta = f"n/a before learning starts at step {self.learning_starts}"
         last_eval = "n/a" if self.last_eval is None else f"{self.last_eval:.1f}"
         recent = self.recent_returns
         mean_return = f"{np.mean(recent):.1f}" if recent else "n/a"
         print(
-            f"step {global_step}/{self.total}  SPS {sps:.0f}  ETA {duration(eta)}  return {mean_return} "
+            f"step {global_step}/{self.total}  SPS {sps:.0f}  ETA {eta}  return {mean_return} "
             f"(last {len(recent)})  eval {last_eval}  grad steps {gradient_steps}",
             flush=True,
         )
@@ -857,10 +927,11 @@ def fail(*lines, code: int = 2):
 
 
 def default_threads() -> int:
-    """`OMP_NUM_THREADS` when it is set, else the CPUs this process may run on (its share under taskset or SLURM)."""
+    """`OMP_NUM_THREADS` when it is set, else 1: torch's own default, every core, makes its threads wait on any other
+    busy process, and ran several times slower beside one (docs/operations.md, "Threads")."""
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(int(os.environ["OMP_NUM_THREADS"]), 1)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 1
 
 
 class StopSignal:

@@ -13,6 +13,7 @@ import copy
 import os
 import random
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -25,6 +26,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 import tyro
 from torch.utils.tensorboard import SummaryWriter
+
+# whose checkpoints this file loads: a renamed copy of it still loads the original's (Args and Actor must fit too)
+ALGORITHM = "IQL"
 
 
 @dataclass
@@ -60,8 +64,8 @@ class Args:
     """with `--save-model`, also write the checkpoint every this many gradient steps (0: only at the end), so that a
     killed run loses at most that many"""
     threads: Optional[int] = None
-    """torch's CPU threads; None: `OMP_NUM_THREADS` when it is set, else the CPUs this process may run on. Runs that
-    share a machine should each get their share (docs/operations.md)"""
+    """torch's CPU threads; None: `OMP_NUM_THREADS` when it is set, else 1, never the slow choice on a machine that
+    other work shares; more pay only on an idle machine (docs/operations.md, "Threads")"""
 
     # Dataset and environment
     dataset: str = "mujoco/halfcheetah/medium-v0"
@@ -280,21 +284,28 @@ def transform_rewards(args: Args, data) -> np.ndarray:
     return rewards * (1000.0 / spread if spread > 0 else 1.0)
 
 
-def fit_bonus(args: Args, dataset, device) -> "Bonus":
+def fit_bonus(args: Args, dataset, device, stop) -> "Bonus":
     """`--bonus`: the bonus model fitted to the dataset's (s, a) for `bonus_pretrain_steps` (Adam 1e-3), then scaled
-    to mean 1 over the dataset; it stays fixed while IQL trains."""
+    to mean 1 over the dataset; it stays fixed while IQL trains. A signal (`stop`) ends the fit at the next step."""
     bonus = Bonus(args.bonus, dataset.obs.shape[1], dataset.actions.shape[1]).to(device)
     bonus_optimizer = torch.optim.Adam(bonus.parameters(), lr=1e-3)
-    for step in range(args.bonus_pretrain_steps):
+    start = last_print = time.time()
+    step = 0
+    while step < args.bonus_pretrain_steps and not stop.code:
         batch = sample(dataset, args.batch_size)
         loss = bonus.loss_and_bonus(batch.obs, batch.actions)[0]
         bonus_optimizer.zero_grad()
         loss.backward()
         bonus_optimizer.step()
+        step += 1
+        if time.time() - last_print > 5:  # training's progress line, for the minutes this takes
+            eta = (args.bonus_pretrain_steps - step) * (time.time() - start) / step
+            print(f"bonus {args.bonus}: step {step}/{args.bonus_pretrain_steps}  ETA {duration(eta)}", flush=True)
+            last_print = time.time()
     chunks = [slice(i, i + 65536) for i in range(0, len(dataset.obs), 65536)]
     bonus.scale.fill_(torch.cat([bonus(dataset.obs[c], dataset.actions[c]) for c in chunks]).mean())
-    steps, mean = args.bonus_pretrain_steps, bonus.scale.item()
-    print(f"bonus {args.bonus}: fitted in {steps} steps, mean dataset bonus {mean:.4g} (→ 1)")
+    took, mean = duration(time.time() - start), bonus.scale.item()
+    print(f"bonus {args.bonus}: fitted in {step} steps ({took}), mean dataset bonus {mean:.4g} (→ 1)")
     if warning := bonus_charge_warning(args, dataset.rewards, dataset.terminated):
         print(warning, file=sys.stderr)
     return bonus
@@ -317,6 +328,7 @@ def bonus_charge_warning(args: Args, rewards, terminated) -> Optional[str]:
 
 
 def main(args: Args) -> None:
+    started = time.time()
     preset_source = "given" if args.preset else "from the dataset's name"
     if problems := check_args(resolve_defaults(args)):
         fail(*problems)
@@ -324,6 +336,7 @@ def main(args: Args) -> None:
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if args.eval_checkpoint:
         return evaluate_checkpoint(args, device)
+    stop = StopSignal()  # from here on, SIGINT or SIGTERM ends the run at the next step, with its checkpoint written
     data, action_space = load_dataset_and_env(args)
     # CleanRL's name, plus a random suffix: two runs started in the same second never share a folder
     run_name = (
@@ -354,10 +367,10 @@ def main(args: Args) -> None:
     writer = start_logging(args, run_name)
     model_path = f"runs/{run_name}/{args.exp_name}.pt"
     env = (data.env_id, data.env_kwargs)  # the checkpoint and evaluate need them
-    bonus = fit_bonus(args, dataset, device) if args.bonus != "none" else None
+    bonus = fit_bonus(args, dataset, device, stop) if args.bonus != "none" else None
 
     progress = Progress(args, writer)
-    step, failure, stop = 0, None, StopSignal()
+    step, failure = 0, None
     try:
         while step < args.total_timesteps and not stop.code:
             batch = sample(dataset, args.batch_size)
@@ -409,15 +422,11 @@ def main(args: Args) -> None:
 
     if args.eval_episodes > 0:
         print(f"final evaluation: {args.eval_episodes} episodes", flush=True)
-        stop = StopSignal()  # a signal ends the final evaluation too: the episodes finished by then are logged
-        try:
-            video_dir = f"videos/{run_name}" if args.capture_video else None
-            returns = evaluate(actor, args, env, norm, action_map, device, video_dir, stop)
-        finally:
-            stop.restore()
+        video_dir = f"videos/{run_name}" if args.capture_video else None
+        returns, stopped = evaluate_until_signalled(actor, args, env, norm, action_map, device, video_dir)
         final_evaluation(returns, args, data, writer, step)
-        exit_if_ended_early(None, stop, step)
-    print(f"total time {time.time() - progress.start_time:.0f} s, {step} gradient steps")
+        exit_if_evaluation_stopped(stopped, len(returns))
+    print(f"total time {time.time() - started:.0f} s, {step} gradient steps")
     writer.close()
 
 
@@ -458,9 +467,7 @@ def check_args(args: Args) -> list[str]:
     problems = [
         f"--{name.replace('_', '-')} {getattr(args, name)}: must be {rule}" for name, ok, rule in rules if not ok
     ]
-    if not args.eval_checkpoint and not writable_folder("runs"):
-        problems.append("runs: not a folder this user may write in (the run's logs and checkpoints go there)")
-    return problems
+    return problems + machine_problems(args)
 
 
 # ======================================================================================================================
@@ -641,14 +648,22 @@ def load_minari(dataset_id: str, env_id: Optional[str]) -> Dataset:
 
 
 def load_dataset(args: Args) -> Dataset:
-    if args.dataset.endswith((".hdf5", ".h5")):
-        if not os.path.isfile(args.dataset):
-            raise FileNotFoundError(
-                f"no file {args.dataset}; D4RL files cannot be downloaded here: convert one, "
-                f"or build a Minari dataset with `python ddpg_td3_sac.py --save-dataset <id>`"
-            )
-        return load_hdf5(args.dataset, args.env_id)
-    return load_minari(args.dataset, args.env_id)
+    """The HDF5 file (D4RL's format) at the path `--dataset`, whatever its extension, else the Minari dataset of that
+    id."""
+    path = args.dataset
+    if os.path.exists(path):
+        import h5py
+
+        if os.path.isfile(path) and (path.lower().endswith((".hdf5", ".h5")) or h5py.is_hdf5(path)):
+            return load_hdf5(path, args.env_id)
+        kind = "a folder" if os.path.isdir(path) else f"a {os.path.splitext(path)[1] or 'plain'} file"
+        raise ValueError(f"{path} is {kind}, not HDF5: this script reads D4RL-style HDF5 and Minari ids")
+    if path.lower().endswith((".hdf5", ".h5")):
+        raise FileNotFoundError(
+            f"no file {path}; D4RL files cannot be downloaded here: convert one, "
+            f"or build a Minari dataset with `python ddpg_td3_sac.py --save-dataset <id>`"
+        )
+    return load_minari(path, args.env_id)
 
 
 def load_dataset_and_env(args: Args):
@@ -664,6 +679,8 @@ def load_dataset_and_env(args: Args):
         fail(str(e))
     if not isinstance(action_space, gym.spaces.Box):
         fail(f"{data.env_id} has action space {action_space}; IQL here needs a Box action space")
+    if args.batch_size > len(data.obs):
+        fail(f"--batch-size {args.batch_size}: must be ≤ the dataset's {len(data.obs)} transitions")
     if data.obs.shape[1:] != obs_space.shape or data.actions.shape[1:] != action_space.shape:
         fail(
             f"the dataset's observations {data.obs.shape[1:]} / actions {data.actions.shape[1:]} do not "
@@ -706,9 +723,35 @@ def soft_update(target_network, network, tau):
 
 def writable_folder(path: str) -> bool:
     """Whether `path` is a folder this process may write in, or can be made one."""
+    path = os.path.abspath(path)
     if os.path.exists(path):
         return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
-    return os.access(os.path.dirname(os.path.abspath(path)), os.W_OK | os.X_OK)
+    return writable_folder(os.path.dirname(path))  # it would be made in the nearest folder that exists
+
+
+def machine_problems(args: Args) -> list[str]:
+    """What the flags ask of this machine, checked before the run rather than found at its end: a `runs` folder it may
+    write in, a W&B login for `--track`, an ffmpeg that runs for `--capture-video`. One line for each that fails."""
+    problems = []
+    if not args.eval_checkpoint and not writable_folder("runs"):
+        problems.append("runs: not a folder this user may write in (the run's logs and checkpoints go there)")
+    if args.track and not args.eval_checkpoint:
+        try:
+            import wandb
+
+            offline = os.environ.get("WANDB_MODE") in ("offline", "disabled", "dryrun")
+            if not offline and not wandb.login(verify=False, prompt=False):
+                problems.append("--track: no W&B login; run `wandb login`, set WANDB_API_KEY, or WANDB_MODE=offline")
+        except ImportError:
+            problems.append("--track needs wandb: pip install wandb")
+    if args.capture_video and args.eval_episodes > 0:
+        try:
+            import imageio_ffmpeg
+
+            subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-version"], capture_output=True, check=True, timeout=60)
+        except (ImportError, RuntimeError, OSError, subprocess.SubprocessError) as e:
+            problems.append(f"--capture-video: no ffmpeg that runs, to write the videos ({type(e).__name__}: {e})")
+    return problems
 
 
 def seed_everything(seed: int, torch_deterministic: bool):
@@ -781,15 +824,45 @@ def log_learning_curve(writer, step, returns, ref_scores) -> str:
 
 def evaluate_checkpoint(args: Args, device) -> None:
     """`--eval-checkpoint`: the saved actor evaluated with this command line's seed and episodes (videos under
-    videos/eval); the env, the normalisers and the other flags are the checkpoint's."""
+    videos/eval__{checkpoint}__{seed}__{time}); the env, the normalisers and the other flags are the checkpoint's."""
     seed_everything(args.seed, args.torch_deterministic)
     try:
         actor, ckpt_args, env, norm, action_scale = load_checkpoint(args.eval_checkpoint, device)
     except ValueError as e:
         fail(str(e))
+    if args.env_id not in (None, env[0]):
+        fail(f"--env-id {args.env_id}: the checkpoint plays {env[0]}; leave --env-id out to evaluate it")
     ckpt_args.eval_episodes, ckpt_args.seed = args.eval_episodes, args.seed
-    returns = evaluate(actor, ckpt_args, env, norm, action_scale, device, "videos/eval" if args.capture_video else None)
-    print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes: {returns}")
+    name = os.path.basename(args.eval_checkpoint).removesuffix(".pt")
+    video_dir = f"videos/eval__{name}__{args.seed}__{int(time.time())}" if args.capture_video else None
+    returns, stopped = evaluate_until_signalled(actor, ckpt_args, env, norm, action_scale, device, video_dir)
+    if returns:
+        print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes: {returns}")
+    exit_if_evaluation_stopped(stopped, len(returns))
+
+
+def evaluate_until_signalled(actor, args: Args, env, norm, action_scale, device, video_dir):
+    """`evaluate` that SIGINT or SIGTERM ends at the next step: the returns of the episodes finished by then, and the
+    exit status the signal asks for (128 + its number; 0 when none came). Videos that cannot be written (a full disk,
+    an ffmpeg that died) are given up with a warning, and the episodes played again without them."""
+    stop = StopSignal()
+    try:
+        if video_dir:
+            print(f"videos: {video_dir}/")
+        try:
+            returns = evaluate(actor, args, env, norm, action_scale, device, video_dir, stop)
+        except OSError as e:
+            print(f"warning: the videos could not be written ({e}); evaluating again without them", file=sys.stderr)
+            returns = evaluate(actor, args, env, norm, action_scale, device, None, stop)
+    finally:
+        stop.restore()
+    return returns, stop.code
+
+
+def exit_if_evaluation_stopped(code: int, finished: int) -> None:
+    if code:
+        print(f"evaluation stopped by {signal.Signals(code - 128).name} after {finished} finished episodes")
+        raise SystemExit(code)
 
 
 def final_evaluation(returns, args: Args, data, writer, step: int) -> None:
@@ -823,7 +896,7 @@ def save_checkpoint(path, actor, critic, norm, action_scale, env, args: Args):
         "env_id": env[0],
         "env_kwargs": env[1],
         "args": asdict(args),
-        "script": os.path.basename(__file__),
+        "algorithm": ALGORITHM,
         **extras,
     }
     torch.save(checkpoint, path + ".tmp")
@@ -832,8 +905,7 @@ def save_checkpoint(path, actor, critic, norm, action_scale, env, args: Args):
 
 def load_checkpoint(path, device):
     """The actor, args, eval env and normalisers of a checkpoint this script wrote. Raises ValueError, in one line, on a
-    missing file, one that is not a torch checkpoint (empty, truncated, another format) or one that another script
-    wrote."""
+    missing file, one that is not a torch checkpoint (empty, truncated, another format) or one of another algorithm."""
     script = os.path.basename(__file__)
     if not os.path.isfile(path):
         raise ValueError(f"no checkpoint at {path}")
@@ -843,9 +915,9 @@ def load_checkpoint(path, device):
         raise ValueError(
             f"{path} is not a readable checkpoint (empty, truncated or another format: {type(e).__name__})"
         ) from None
-    written_by = ckpt.get("script") if isinstance(ckpt, dict) else None
-    if written_by != script:
-        raise ValueError(f"{path} is a checkpoint of {written_by or 'an unknown program'}, not of {script}")
+    written_by = ckpt.get("algorithm") if isinstance(ckpt, dict) else None
+    if written_by != ALGORITHM:
+        raise ValueError(f"{path} is a checkpoint of {written_by or 'an unknown program'}, not of {ALGORITHM}")
     try:
         args = Args(**ckpt["args"])
         actor = Actor(ckpt["obs_mean"].shape[-1], ckpt["action_scale"].shape[-1], args).to(device)
@@ -869,11 +941,10 @@ def start_logging(args: Args, run_name: str) -> SummaryWriter:
 
 def start_wandb(args: Args, run_name: str):
     """`--track`: a Weights & Biases run that mirrors the TensorBoard logs (CleanRL's flags). It must start before the
-    SummaryWriter, whose writes it patches; wandb is imported only here, so that it stays optional."""
-    try:
-        import wandb
-    except ImportError:
-        fail("--track needs wandb: pip install wandb")
+    SummaryWriter, whose writes it patches; wandb is imported only here and in `machine_problems`, so that it stays
+    optional."""
+    import wandb
+
     wandb.init(
         project=args.wandb_project_name,
         entity=args.wandb_entity,
@@ -923,10 +994,11 @@ def fail(*lines, code: int = 2):
 
 
 def default_threads() -> int:
-    """`OMP_NUM_THREADS` when it is set, else the CPUs this process may run on (its share under taskset or SLURM)."""
+    """`OMP_NUM_THREADS` when it is set, else 1: torch's own default, every core, makes its threads wait on any other
+    busy process, and ran several times slower beside one (docs/operations.md, "Threads")."""
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(int(os.environ["OMP_NUM_THREADS"]), 1)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 1
 
 
 class StopSignal:

@@ -16,8 +16,10 @@ import math
 import os
 import random
 import signal
+import subprocess
 import sys
 import time
+import warnings
 from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Literal, NamedTuple, Optional
@@ -32,6 +34,9 @@ import tyro
 from torch.utils.tensorboard import SummaryWriter
 
 gym.register_envs(ale_py)
+
+# whose checkpoints this file loads: a renamed copy of it still loads the original's (Args and QNetwork must fit too)
+ALGORITHM = "IQN"
 
 
 @dataclass
@@ -65,8 +70,8 @@ class Args:
     """with `--save-model`, also write the checkpoint every this many transitions (0: only at the end), so that a killed
     run loses at most that many"""
     threads: Optional[int] = None
-    """torch's CPU threads; None: `OMP_NUM_THREADS` when it is set, else the CPUs this process may run on. Runs that
-    share a machine should each get their share (docs/operations.md)"""
+    """torch's CPU threads; None: `OMP_NUM_THREADS` when it is set, else 1, never the slow choice on a machine that
+    other work shares; more pay only on an idle machine (docs/operations.md, "Threads")"""
 
     # Environment
     env_id: str = "BreakoutNoFrameskip-v4"
@@ -258,6 +263,7 @@ def main(args: Args) -> None:
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if args.eval_checkpoint:
         return evaluate_checkpoint(args, device)
+    stop = StopSignal()  # from here on, SIGINT or SIGTERM ends the run at the next step, with its checkpoint written
     try:
         envs = make_env(args.env_id, args.num_envs)
     except (ValueError, ImportError, gym.error.Error) as e:
@@ -284,8 +290,7 @@ def main(args: Args) -> None:
     progress = Progress(args, writer)
     obs, infos = envs.reset(seed=args.seed)
     lives = infos.get("lives")
-    global_step, gradient_steps = 0, 0
-    failure, stop = None, StopSignal()
+    global_step, gradient_steps, failure = 0, 0, None
     try:
         while global_step < args.total_timesteps and not stop.code:
             # act ε-greedily (NoisyNet: with new noise), and store the transition
@@ -354,7 +359,7 @@ def check_args(args: Args) -> list[str]:
     """One line per field outside its range, saying the range; empty when every field is fine. Runs before anything is
     built. (The replay buffer checks its own minimum size, which depends on the env.)"""
     eta = args.risk_eta
-    eta_in_range = eta is None or {"cvar": 0 < eta <= 1, "cpw": eta > 0}.get(args.risk, True)
+    eta_in_range = eta is None or {"neutral": False, "cvar": 0 < eta <= 1, "cpw": eta > 0}.get(args.risk, True)
     least_start = max(0, (args.n_step - 1) * args.num_envs)  # below it, the first draw has too few steps to draw from
     rules = [
         ("seed", 0 <= args.seed < 2**32, "in [0, 2³² − 1], the seeds NumPy takes"),
@@ -367,7 +372,7 @@ def check_args(args: Args) -> list[str]:
         ("gamma", 0 < args.gamma <= 1, "in (0, 1]"),
         ("tau", 0 < args.tau <= 1, "in (0, 1]"),
         ("target_network_frequency", args.target_network_frequency >= 1, "≥ 1"),
-        ("batch_size", args.batch_size >= 1, "≥ 1"),
+        ("batch_size", 1 <= args.batch_size <= args.buffer_size, "in [1, --buffer-size]"),
         ("start_e", 0 <= args.start_e <= 1, "in [0, 1]"),
         ("end_e", 0 <= args.end_e <= 1, "in [0, 1]"),
         ("exploration_fraction", 0 <= args.exploration_fraction <= 1, "in [0, 1]"),
@@ -378,7 +383,7 @@ def check_args(args: Args) -> list[str]:
         ),
         ("train_frequency", args.train_frequency >= 1, "≥ 1"),
         ("n_step", args.n_step >= 1, "≥ 1"),
-        ("prioritized_replay_alpha", args.prioritized_replay_alpha > 0, "> 0"),
+        ("prioritized_replay_alpha", 0 < args.prioritized_replay_alpha <= 1, "in (0, 1] (1: fully prioritized)"),
         ("prioritized_replay_beta", 0 <= args.prioritized_replay_beta <= 1, "in [0, 1]"),
         ("prioritized_replay_beta_end", 0 <= args.prioritized_replay_beta_end <= 1, "in [0, 1]"),
         ("prioritized_replay_eps", args.prioritized_replay_eps > 0, "> 0"),
@@ -388,7 +393,7 @@ def check_args(args: Args) -> list[str]:
         ("n_act_samples", args.n_act_samples >= 1, "≥ 1"),
         ("n_cos", args.n_cos >= 1, "≥ 1"),
         ("kappa", args.kappa >= 0, "≥ 0"),
-        ("risk_eta", eta is None or eta_in_range, "in (0, 1] for cvar, > 0 for cpw"),
+        ("risk_eta", eta_in_range, "in (0, 1] for cvar, > 0 for cpw, and left out with --risk neutral (no η)"),
         (
             "eval_episodes",
             args.eval_episodes >= (1 if args.eval_checkpoint else 0),
@@ -404,9 +409,7 @@ def check_args(args: Args) -> list[str]:
     ]
     problems = [
         f"--{name.replace('_', '-')} {getattr(args, name)}: must be {rule}" for name, ok, rule in rules if not ok
-    ]
-    if not args.eval_checkpoint and not writable_folder("runs"):
-        problems.append("runs: not a folder this user may write in (the run's logs and checkpoints go there)")
+    ] + machine_problems(args)
     if args.learning_starts >= args.total_timesteps and not args.eval_checkpoint and not problems:
         print(
             f"warning: --learning-starts {args.learning_starts} ≥ --total-timesteps {args.total_timesteps}: "
@@ -472,13 +475,15 @@ def make_env(env_id: str, num_envs: int, render: bool = False) -> gym.vector.Vec
             max_num_frames_per_episode=spec.kwargs.get("max_num_frames_per_episode", 108_000),
         )
     else:
-        envs = gym.make_vec(
-            env_id,
-            num_envs,
-            vectorization_mode="sync",
-            render_mode="rgb_array" if render else None,
-            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
-        )
+        with warnings.catch_warnings():  # gymnasium calls MinAtar's v0 ids (all 6 actions, as benchmarked) out of date
+            warnings.filterwarnings("ignore", ".*is out of date", DeprecationWarning)
+            envs = gym.make_vec(
+                env_id,
+                num_envs,
+                vectorization_mode="sync",
+                render_mode="rgb_array" if render else None,
+                vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
+            )
         space = envs.single_observation_space
         if not (isinstance(space, gym.spaces.Box) and (len(space.shape) == 1 or minatar)):
             raise ValueError(f"{env_id} has observation space {space}; need a flat Box, a MinAtar or an ALE game")
@@ -874,8 +879,10 @@ class ReplayBuffer:
 
 def make_replay(args: Args, envs, device) -> ReplayBuffer:
     """The replay memory for `envs`: ALE's frames (each stored once, stacked at sampling) and MinAtar's 0/1 grids as
-    bytes, flat observations as floats. Stops with one line when it would not fit in memory."""
+    bytes, flat observations as floats. Stops with one line when it, or it and a batch drawn from it, would not fit in
+    memory."""
     shape = envs.single_observation_space.shape
+    free = free_memory(device)
     try:
         dtype = torch.float32 if observation_kind(shape) == "flat" else torch.uint8
         history = shape[0] if is_atari(envs) else 1
@@ -894,6 +901,13 @@ def make_replay(args: Args, envs, device) -> ReplayBuffer:
         )
     except (ValueError, MemoryError) as e:
         fail(str(e))
+    # a batch holds its observations and next observations twice: as stored, and as the network's float32 input
+    batch_bytes = args.batch_size * 2 * math.prod(shape) * (dtype.itemsize + 4)
+    if free is not None and rb.nbytes + batch_bytes > free:
+        fail(
+            f"--batch-size {args.batch_size}: a batch needs {batch_bytes / 1e9:.2f} GB beside the replay buffer's "
+            f"{rb.nbytes / 1e9:.2f} GB, and {device} has {free / 1e9:.2f} GB free"
+        )
     print(
         f"replay buffer: {rb.nbytes / 1e9:.3f} GB on {device} ({rb.nbytes / args.buffer_size:.0f} bytes per transition)"
     )
@@ -919,9 +933,35 @@ def soft_update(target_network, network, tau):
 
 def writable_folder(path: str) -> bool:
     """Whether `path` is a folder this process may write in, or can be made one."""
+    path = os.path.abspath(path)
     if os.path.exists(path):
         return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
-    return os.access(os.path.dirname(os.path.abspath(path)), os.W_OK | os.X_OK)
+    return writable_folder(os.path.dirname(path))  # it would be made in the nearest folder that exists
+
+
+def machine_problems(args: Args) -> list[str]:
+    """What the flags ask of this machine, checked before the run rather than found at its end: a `runs` folder it may
+    write in, a W&B login for `--track`, an ffmpeg that runs for `--capture-video`. One line for each that fails."""
+    problems = []
+    if not args.eval_checkpoint and not writable_folder("runs"):
+        problems.append("runs: not a folder this user may write in (the run's logs and checkpoints go there)")
+    if args.track and not args.eval_checkpoint:
+        try:
+            import wandb
+
+            offline = os.environ.get("WANDB_MODE") in ("offline", "disabled", "dryrun")
+            if not offline and not wandb.login(verify=False, prompt=False):
+                problems.append("--track: no W&B login; run `wandb login`, set WANDB_API_KEY, or WANDB_MODE=offline")
+        except ImportError:
+            problems.append("--track needs wandb: pip install wandb")
+    if args.capture_video and args.eval_episodes > 0:
+        try:
+            import imageio_ffmpeg
+
+            subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-version"], capture_output=True, check=True, timeout=60)
+        except (ImportError, RuntimeError, OSError, subprocess.SubprocessError) as e:
+            problems.append(f"--capture-video: no ffmpeg that runs, to write the videos ({type(e).__name__}: {e})")
+    return problems
 
 
 def seed_everything(seed: int, torch_deterministic: bool):
@@ -945,11 +985,10 @@ def start_logging(args: Args, run_name: str) -> SummaryWriter:
 
 def start_wandb(args: Args, run_name: str):
     """`--track`: a Weights & Biases run that mirrors the TensorBoard logs (CleanRL's flags). It must start before the
-    SummaryWriter, whose writes it patches; wandb is imported only here, so that it stays optional."""
-    try:
-        import wandb
-    except ImportError:
-        fail("--track needs wandb: pip install wandb")
+    SummaryWriter, whose writes it patches; wandb is imported only here and in `machine_problems`, so that it stays
+    optional."""
+    import wandb
+
     wandb.init(
         project=args.wandb_project_name,
         entity=args.wandb_entity,
@@ -973,7 +1012,7 @@ class Progress:
     progress line every 5 s with the steps, SPS, ETA and the mean return of the last 20 episodes."""
 
     def __init__(self, args: Args, writer):
-        self.writer, self.total = writer, args.total_timesteps
+        self.writer, self.total, self.learning_starts = writer, args.total_timesteps, args.learning_starts
         self.returns = np.zeros(args.num_envs)
         self.lengths = np.zeros(args.num_envs, dtype=int)
         self.recent_returns = deque(maxlen=20)
@@ -993,11 +1032,13 @@ class Progress:
         if time.time() - self.last_print <= 5 and global_step < self.total:
             return
         sps = (global_step - self.last_print_step) / (time.time() - self.last_print)
-        eta = max(self.total - global_step, 0) / max(sps, 1e-9)
+        eta = duration(max(self.total - global_step, 0) / max(sps, 1e-9))
+        if global_step < self.learning_starts:  # random play runs far faster than learning: no ETA to give yet
+            eta = f"n/a before learning starts at step {self.learning_starts}"
         recent = self.recent_returns
         mean_return = f"{np.mean(recent):.1f}" if recent else "n/a"
         print(
-            f"step {global_step}/{self.total}  SPS {sps:.0f}  ETA {duration(eta)}  return {mean_return} "
+            f"step {global_step}/{self.total}  SPS {sps:.0f}  ETA {eta}  return {mean_return} "
             f"(last {len(recent)})  ε {epsilon:.3f}  grad steps {gradient_steps}",
             flush=True,
         )
@@ -1053,15 +1094,21 @@ def video_frames(envs, obs: np.ndarray):
 
 def evaluate_checkpoint(args: Args, device) -> None:
     """`--eval-checkpoint`: the saved network evaluated with this command line's seed, episodes and ε (videos under
-    videos/eval); the env, the network and the other flags are the checkpoint's."""
+    videos/eval__{checkpoint}__{seed}__{time}); the env, the network and the other flags are the checkpoint's."""
     seed_everything(args.seed, args.torch_deterministic)
     try:
         q_network, ckpt_args = load_checkpoint(args.eval_checkpoint, device)
     except ValueError as e:
         fail(str(e))
+    if args.env_id not in (Args.env_id, ckpt_args.env_id):
+        fail(f"--env-id {args.env_id}: the checkpoint plays {ckpt_args.env_id}; leave --env-id out to evaluate it")
     ckpt_args.eval_episodes, ckpt_args.eval_epsilon, ckpt_args.seed = args.eval_episodes, args.eval_epsilon, args.seed
-    returns = evaluate(q_network, ckpt_args, "videos/eval" if args.capture_video else None)
-    print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes: {returns}")
+    name = os.path.basename(args.eval_checkpoint).removesuffix(".pt")
+    video_dir = f"videos/eval__{name}__{args.seed}__{int(time.time())}" if args.capture_video else None
+    returns, stopped = evaluate_until_signalled(q_network, ckpt_args, video_dir)
+    if returns:
+        print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes: {returns}")
+    exit_if_evaluation_stopped(stopped, len(returns))
 
 
 def final_evaluation(q_network, args: Args, run_name: str, writer) -> None:
@@ -1069,31 +1116,49 @@ def final_evaluation(q_network, args: Args, run_name: str, writer) -> None:
     SIGINT or SIGTERM ends it at the next step: the games finished by then are logged, and the run exits with 128 +
     the signal's number."""
     print(f"final evaluation: {args.eval_episodes} games (ε={args.eval_epsilon})", flush=True)
-    stop = StopSignal()
-    try:
-        returns = evaluate(q_network, args, f"videos/{run_name}" if args.capture_video else None, stop)
-    finally:
-        stop.restore()
+    returns, stopped = evaluate_until_signalled(q_network, args, f"videos/{run_name}" if args.capture_video else None)
     for i, episodic_return in enumerate(returns):
         writer.add_scalar("eval/episodic_return", episodic_return, i)
     if returns:
         print(f"eval: mean return {np.mean(returns):.2f} over {len(returns)} episodes (ε={args.eval_epsilon})")
-    if stop.code:
-        writer.close()
-        print(f"evaluation stopped by {signal.Signals(stop.code - 128).name} after {len(returns)} finished games")
-        raise SystemExit(stop.code)
+    writer.flush()
+    exit_if_evaluation_stopped(stopped, len(returns))
+
+
+def evaluate_until_signalled(q_network, args: Args, video_dir):
+    """`evaluate` that SIGINT or SIGTERM ends at the next step: the returns of the games finished by then, and the
+    exit status the signal asks for (128 + its number; 0 when none came). Videos that cannot be written (a full disk,
+    an ffmpeg that died) are given up with a warning, and the games played again without them."""
+    stop = StopSignal()
+    try:
+        if video_dir:
+            print(f"videos: {video_dir}/")
+        try:
+            returns = evaluate(q_network, args, video_dir, stop)
+        except OSError as e:
+            print(f"warning: the videos could not be written ({e}); evaluating again without them", file=sys.stderr)
+            returns = evaluate(q_network, args, None, stop)
+    finally:
+        stop.restore()
+    return returns, stop.code
+
+
+def exit_if_evaluation_stopped(code: int, finished: int) -> None:
+    if code:
+        print(f"evaluation stopped by {signal.Signals(code - 128).name} after {finished} finished games")
+        raise SystemExit(code)
 
 
 def save_checkpoint(path, q_network, args: Args):
-    """Weights + args + the script's name, written atomically so that an interrupt never leaves a half-written file."""
-    checkpoint = {"model": q_network.state_dict(), "args": asdict(args), "script": os.path.basename(__file__)}
+    """Weights, args and the algorithm's name, written atomically: an interrupt never leaves a half-written file."""
+    checkpoint = {"model": q_network.state_dict(), "args": asdict(args), "algorithm": ALGORITHM}
     torch.save(checkpoint, path + ".tmp")
     os.replace(path + ".tmp", path)
 
 
 def load_checkpoint(path, device):
     """The network and args of a checkpoint this script wrote. Raises ValueError, in one line, on a missing file, one
-    that is not a torch checkpoint (empty, truncated, another format) or one that another script wrote."""
+    that is not a torch checkpoint (empty, truncated, another format) or one of another algorithm."""
     script = os.path.basename(__file__)
     if not os.path.isfile(path):
         raise ValueError(f"no checkpoint at {path}")
@@ -1103,9 +1168,9 @@ def load_checkpoint(path, device):
         raise ValueError(
             f"{path} is not a readable checkpoint (empty, truncated or another format: {type(e).__name__})"
         ) from None
-    written_by = checkpoint.get("script") if isinstance(checkpoint, dict) else None
-    if written_by != script:
-        raise ValueError(f"{path} is a checkpoint of {written_by or 'an unknown program'}, not of {script}")
+    written_by = checkpoint.get("algorithm") if isinstance(checkpoint, dict) else None
+    if written_by != ALGORITHM:
+        raise ValueError(f"{path} is a checkpoint of {written_by or 'an unknown program'}, not of {ALGORITHM}")
     try:
         args = Args(**checkpoint["args"])
         envs = make_env(args.env_id, 1)
@@ -1126,10 +1191,11 @@ def fail(*lines, code: int = 2):
 
 
 def default_threads() -> int:
-    """`OMP_NUM_THREADS` when it is set, else the CPUs this process may run on (its share under taskset or SLURM)."""
+    """`OMP_NUM_THREADS` when it is set, else 1: torch's own default, every core, makes its threads wait on any other
+    busy process, and ran several times slower beside one (docs/operations.md, "Threads")."""
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(int(os.environ["OMP_NUM_THREADS"]), 1)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 1
 
 
 class StopSignal:

@@ -6,6 +6,8 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the scripts are imported as modules
 # One torch thread per test process, and per run it starts: pytest-xdist runs a test on every CPU, and a run with more
@@ -393,7 +395,8 @@ COMMON_BAD_ARGS = [
 ATARI_BAD_ARGS = [
     *COMMON_BAD_ARGS,
     (["--env-id", "CartPole-v1", "--num-envs", -2], "--num-envs -2: must be ≥ 1"),
-    (["--batch-size", 0], "--batch-size 0: must be ≥ 1"),
+    (["--batch-size", 0], "--batch-size 0: must be in [1, --buffer-size]"),
+    (["--batch-size", 10**9], f"--batch-size {10**9}: must be in [1, --buffer-size]"),
     (["--n-step", 0], "--n-step 0: must be ≥ 1"),
     (["--gamma", 1.5], "--gamma 1.5: must be in (0, 1]"),
     (["--eval-episodes", -3], "--eval-episodes -3: must be ≥ 1 with --eval-checkpoint, else ≥ 0"),
@@ -401,8 +404,9 @@ ATARI_BAD_ARGS = [
     (["--checkpoint-frequency", 100], "--checkpoint-frequency 100: must be ≥ 0, and > 0 only with --save-model"),
     (["--threads", 0], "--threads 0: must be ≥ 1"),
     (["--eval-checkpoint", "any.pt", "--eval-episodes", 0], "--eval-episodes 0: must be ≥ 1 with --eval-checkpoint"),
-    (["--env-id", "CartPole-v1", "--buffer-size", 2], "--buffer-size 2: must be ≥ 3 for 1 envs"),
-    (["--prioritized-replay-alpha", 0], "--prioritized-replay-alpha 0.0: must be > 0"),
+    (["--env-id", "CartPole-v1", "--buffer-size", 2, "--batch-size", 2], "--buffer-size 2: must be ≥ 3 for 1 envs"),
+    (["--prioritized-replay-alpha", 0], "--prioritized-replay-alpha 0.0: must be in (0, 1]"),
+    (["--prioritized-replay-alpha", 1000], "--prioritized-replay-alpha 1000.0: must be in (0, 1]"),
     (["--prioritized-replay-beta", 1.5], "--prioritized-replay-beta 1.5: must be in [0, 1]"),
     (["--noisy-sigma0", -0.1], "--noisy-sigma0 -0.1: must be ≥ 0"),
     # n-step replay draws a slot only once its n steps are stored: below this bound the first draw has none
@@ -512,3 +516,52 @@ def poison_loss(monkeypatch, module, name, at_call):
         return (loss + float("nan"), *extra) if calls[0] == at_call else (loss, *extra)
 
     monkeypatch.setattr(module, name, poisoned)
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers_restored():
+    """A script installs its SIGINT/SIGTERM handlers at start-up; one that then fails in-process (a bad env id) exits
+    without restoring them, as a process would. They are put back for the next test."""
+    import signal
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)
+
+
+def assert_start_up_signal_keeps_the_checkpoint(module, flags, tmp_path, monkeypatch, capsys, where="make_env"):
+    """SIGINT while the run is being built (sent by a wrapper of `module.<where>`): the run does not start training,
+    writes its checkpoint and exits 130 with a line saying so, and no KeyboardInterrupt traceback."""
+    import signal
+
+    original = getattr(module, where)
+
+    def signalled(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, where, signalled)
+    try:
+        code, out, err = run_main(module, *flags, "--save-model", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    except KeyboardInterrupt:
+        pytest.fail("SIGINT raised KeyboardInterrupt: no StopSignal was installed yet")
+    assert code == 130 and "stopped by SIGINT at step 0" in out and "Traceback" not in err, (code, out, err)
+    assert len(list((tmp_path / "runs").rglob("*.pt"))) == 1
+    return out
+
+
+def assert_machine_is_checked_at_the_start(module, tmp_path, monkeypatch):
+    """`--track` without a W&B login and `--capture-video` without an ffmpeg that runs are found by check_args, before
+    the run, with one line each; W&B's offline mode and a run without evaluation episodes need neither."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc holding a W&B key
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path))
+    for name in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(tmp_path / "no-ffmpeg"))
+    problems = module.machine_problems(module.Args(track=True, capture_video=True))
+    assert len(problems) == 2, problems
+    assert problems[0].startswith("--track: no W&B login") and problems[1].startswith("--capture-video: no ffmpeg")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert module.machine_problems(module.Args(track=True, capture_video=True, eval_episodes=0)) == []

@@ -214,7 +214,9 @@ QUICK = ["--env-id", "Pendulum-v1", "--total-timesteps", 50, "--learning-starts"
         (["--env-id", "NoSuchEnv-v0"], "doesn't exist"),
         (["--num-envs", 0], "--num-envs 0: must be ≥ 1"),
         (["--num-envs", -1], "--num-envs -1: must be ≥ 1"),
-        (["--batch-size", 0], "--batch-size 0: must be ≥ 1"),
+        (["--batch-size", 0], "--batch-size 0: must be in [1, --buffer-size]"),
+        (["--batch-size", 10**9], f"--batch-size {10**9}: must be in [1, --buffer-size]"),
+        (["--env-id", "MinAtar/Breakout-v0"], "MinAtar/Breakout-v0: MinAtar's actions are discrete"),
         (["--gamma", 1.5], "--gamma 1.5: must be in (0, 1]"),
         (["--tau", 0], "--tau 0.0: must be in (0, 1]"),
         (["--q-lr", -1], "--q-lr -1.0: must be > 0 and finite"),
@@ -652,3 +654,47 @@ def test_sac_autotuned_temperature_starts_at_one(monkeypatch, tmp_path):
 def test_a_signal_during_the_final_evaluation_ends_it_cleanly(tmp_path, monkeypatch, capsys):
     """Mutation run: the final evaluation without its StopSignal (it runs to its end and exits 0)."""
     assert_final_evaluation_ends_on_a_signal(ac, QUICK, tmp_path, monkeypatch, capsys)
+
+
+def test_save_dataset_into_a_folder_that_cannot_be_written_is_refused_at_the_start(tmp_path, monkeypatch, capsys):
+    """Mutation run: the folder check dropped (Minari's makedirs raises FileExistsError, a traceback)."""
+    (tmp_path / "minari").write_text("a file where Minari's folder goes")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    result = run_main(
+        ac, *QUICK, "--save-dataset", "pendulum/test-v0", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys
+    )
+    assert_one_line_error(
+        result, f"--save-dataset: {tmp_path / 'minari'} is not a folder this user may write in", tmp_path
+    )
+
+
+def test_a_dataset_id_taken_during_the_run_keeps_the_episodes_under_another(tmp_path, monkeypatch, capsys):
+    """Two runs started together both pass the start-up check of their --save-dataset id; the one that ends second
+    writes its episodes under the id with a random suffix, and says so. (The start-up check is stubbed here, as the
+    race would.) Mutation run: the id written as given (exit 1, "already exists", the episodes lost)."""
+    import minari
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    flags = ["--env-id", "Pendulum-v1", "--total-timesteps", 400, "--learning-starts", 400, "--eval-episodes", 0]
+    first = run_main(
+        ac, *flags, "--save-dataset", "pendulum/race-v0", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys
+    )
+    assert first[0] == 0, first
+    monkeypatch.setattr(ac, "check_dataset_id", lambda dataset_id: None)
+    code, out, err = run_main(
+        ac, *flags, "--save-dataset", "pendulum/race-v0", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys
+    )
+    (other,) = set(minari.list_local_datasets()) - {"pendulum/race-v0"}
+    assert code == 0 and f"another run wrote pendulum/race-v0 meanwhile; writing {other}" in err, (code, err)
+    assert other.startswith("pendulum/race-") and minari.load_dataset(other).total_episodes == 2
+
+
+def test_mujoco_warns_once_however_many_envs_are_made(capfd):
+    """HalfCheetah's model carries a deprecated attribute that MuJoCo's compiler reports at every load: 31 times for
+    a run with 30 evaluation episodes. Mutation run: MuJoCo's own printer (6 lines here)."""
+    import mujoco
+
+    mujoco.set_mju_user_warning(None)  # as in a fresh process
+    for _ in range(3):
+        ac.make_env("HalfCheetah-v5", 2).close()
+    assert capfd.readouterr().err.count("settotalmass") == 1

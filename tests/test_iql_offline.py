@@ -15,6 +15,7 @@ from conftest import (
     assert_final_evaluation_ends_on_a_signal,
     assert_one_line_error,
     assert_refuses_a_runs_file,
+    assert_start_up_signal_keeps_the_checkpoint,
     bad_checkpoint,
     eval_returns,
     no_host_sync,
@@ -420,6 +421,10 @@ def broken_dataset(tmp_path, kind):
     if kind == "0-byte":
         path.write_bytes(b"")
         return path
+    if kind in ("npz", "folder"):  # a path that exists is read as a file, whatever its name says
+        path = tmp_path / ("pendulum-npz.npz" if kind == "npz" else "pendulum/mixed-v0")
+        np.savez(path, observations=np.zeros(3)) if kind == "npz" else path.mkdir(parents=True)
+        return path
     write_hdf5(path, with_next_obs=kind == "wide next_observations")
     changes = {  # kind: the array replaced, and how
         "nan reward": ("rewards", lambda a: np.where(np.arange(len(a)) == 4, np.nan, a)),
@@ -475,6 +480,9 @@ QUICK = ["--dataset", "pendulum/mixed-v0", "--total-timesteps", 50, "--batch-siz
         ("one step", "no usable transition"),
         ("0-byte", "is not a readable hdf5 file"),
         ("empty minari", "the Minari dataset pendulum/empty-v0 holds no episodes"),
+        ("npz", "pendulum-npz.npz is a .npz file, not HDF5: this script reads D4RL-style HDF5 and Minari ids"),
+        ("folder", "is a folder, not HDF5"),
+        (["--batch-size", 100_000], "--batch-size 100000: must be ≤ the dataset's"),
     ],
 )
 def test_bad_input_fails_fast_with_one_line(pendulum_dataset, tmp_path, monkeypatch, capsys, flags, message):
@@ -687,3 +695,36 @@ def test_learns_from_a_mixed_dataset(pendulum_dataset, tmp_path):
 def test_a_signal_during_the_final_evaluation_ends_it_cleanly(pendulum_dataset, tmp_path, monkeypatch, capsys):
     """Mutation run: the final evaluation without its StopSignal (it runs to its end and exits 0)."""
     assert_final_evaluation_ends_on_a_signal(iql, QUICK, tmp_path, monkeypatch, capsys)
+
+
+def test_an_hdf5_file_is_read_whatever_its_extension(tmp_path):
+    """Mutation run: the extension decides (".HDF5" taken for a Minari id: "not found locally")."""
+    write_hdf5(tmp_path / "pendulum.HDF5", with_next_obs=False)
+    data = iql.load_dataset(iql.Args(dataset=str(tmp_path / "pendulum.HDF5"), env_id="Pendulum-v1"))
+    assert len(data.obs) == 8
+
+
+def test_a_signal_during_bonus_pretraining_ends_the_run_with_its_checkpoint(
+    pendulum_dataset, tmp_path, monkeypatch, capsys
+):
+    """SIGINT at the bonus model's first step. Mutations run: the StopSignal installed just before the loop (a
+    KeyboardInterrupt traceback, no checkpoint); the pretraining deaf to it (all 300 steps taken)."""
+    flags = [*QUICK, "--bonus", "rnd", "--bonus-pretrain-steps", 300]
+    out = assert_start_up_signal_keeps_the_checkpoint(iql, flags, tmp_path, monkeypatch, capsys, where="sample")
+    assert "bonus rnd: fitted in 1 steps" in out, out
+
+
+def test_checkpoint_evaluation_refuses_another_env(pendulum_dataset, tmp_path, monkeypatch, capsys):
+    """Mutation run: the env check dropped (the checkpoint's env evaluated, exit 0)."""
+    _, path = trained_checkpoint(tmp_path, monkeypatch, capsys)
+    result = run_main(
+        iql,
+        "--eval-checkpoint",
+        path,
+        "--env-id",
+        "Hopper-v5",
+        cwd=tmp_path / "runs",
+        monkeypatch=monkeypatch,
+        capsys=capsys,
+    )
+    assert_one_line_error(result, "--env-id Hopper-v5: the checkpoint plays Pendulum-v1", tmp_path / "runs")

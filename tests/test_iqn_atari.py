@@ -227,6 +227,10 @@ def test_bootstrap_action_uses_the_distorted_fractions(monkeypatch, risk, expect
         (["--n-tau-samples", 0], "--n-tau-samples 0: must be ≥ 1"),
         (["--n-cos", 0], "--n-cos 0: must be ≥ 1"),
         (["--risk", "cvar", "--risk-eta", 1.5], "--risk-eta 1.5: must be in (0, 1] for cvar, > 0 for cpw"),
+        (
+            ["--risk-eta", 0.5],
+            "--risk-eta 0.5: must be in (0, 1] for cvar, > 0 for cpw, and left out with --risk neutral",
+        ),
     ],
 )
 def test_bad_input_fails_fast_with_one_line(tmp_path, monkeypatch, capsys, flags, message):
