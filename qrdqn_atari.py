@@ -180,14 +180,43 @@ def quantile_huber_loss(quantiles, target_quantiles, taus, kappa=1.0):
 
     H_κ(u) = u²/2 if |u| ≤ κ, else κ(|u| − κ/2). Dividing by κ makes it tend to the quantile loss
     |τ_i − 1{u_ij < 0}| · |u_ij| as κ → 0, which `kappa=0` gives exactly. Its minimiser over θ_i is the
-    τ_i-quantile of the targets (κ = 0). quantiles [B, N], target_quantiles [B, N'], taus [N] or [B, N]."""
-    u = target_quantiles[:, None, :] - quantiles[:, :, None]  # [B, N, N']
-    if kappa == 0:
-        loss = u.abs()
-    else:
-        loss = torch.where(u.abs() <= kappa, 0.5 * u**2, kappa * (u.abs() - 0.5 * kappa)) / kappa
-    weight = (taus[..., :, None] - (u.detach() < 0).float()).abs()
-    return (weight * loss).mean(2).sum(1)
+    τ_i-quantile of the targets (κ = 0). quantiles [B, N], target_quantiles [B, N'], taus [N] or [B, N].
+    The gradient reaches the quantiles only: the targets and τ are constants of the step."""
+    return QuantileHuberLoss.apply(quantiles, target_quantiles, taus, kappa)
+
+
+class QuantileHuberLoss(torch.autograd.Function):
+    """`quantile_huber_loss` with its gradient written out, ∂L/∂θ_i = −mean_j |τ_i − 1{u_ij < 0}| · H_κ'(u_ij) / κ,
+    H_κ'(u) = clamp(u, −κ, κ). The forward pass computes both with two [B, N, N'] tensors and keeps the [B, N]
+    gradient only. Autograd would build a dozen, keep several and walk them again: on a CPU, where fresh memory and
+    passes over it are the cost, that takes about 4× the time (docs/performance.md)."""
+
+    @staticmethod
+    def forward(ctx, quantiles, target_quantiles, taus, kappa):
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            raise ValueError("quantile_huber_loss: the targets and τ must not require gradients")
+        u = target_quantiles[:, None, :] - quantiles[:, :, None]  # [B, N, N']
+        taus, n_targets = taus.expand_as(quantiles), u.shape[2]
+        # The weight is τ_i where u ≥ 0 and 1 − τ_i where u < 0, so take the slope s = H_κ'(u)/κ one side at a time,
+        # in one buffer. H_κ(u)/κ = s·u − κs²/2 (u²/2κ inside [−κ, κ], |u| − κ/2 outside, |u| at κ = 0), summed over j
+        # as a product (einsum) and a norm, which make no [B, N, N'] temporary.
+        s, loss, slope = torch.empty_like(u), 0, 0
+        for weight, low, high in [(taus, 0, 1), (1 - taus, -1, 0)]:
+            if kappa > 0:
+                torch.div(u, kappa, out=s).clamp_(low, high)  # s = clamp(u/κ, −1, 1) on this side of 0
+            else:
+                torch.sign(u, out=s).clamp_(low, high)  # κ → 0: s = sign(u)
+            loss = loss + weight * (
+                torch.einsum("bij,bij->bi", s, u) - kappa / 2 * torch.linalg.vector_norm(s, dim=2) ** 2
+            )
+            slope = slope + weight * s.sum(2)
+        ctx.save_for_backward(-slope / n_targets)  # ∂L/∂θ, [B, N]
+        return loss.sum(1) / n_targets
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        (grad_quantiles,) = ctx.saved_tensors
+        return grad_loss[:, None] * grad_quantiles, None, None, None
 
 
 def td_loss(q_network, target_network, data: "ReplayBatch", double: bool, kappa: float):

@@ -26,7 +26,7 @@ from conftest import (
     run_script,
     smoke_test,
 )
-from test_qrdqn_atari import loss_by_definition
+from test_qrdqn_atari import assert_gradient_is_the_definitions, example_inputs, loss_by_definition
 
 import fqf_atari as fqf
 import iqn_atari as iqn
@@ -117,16 +117,16 @@ def test_descent_on_the_fractions_lowers_w1():
     assert all(b <= a + 1e-12 for a, b in zip(history, history[1:])), "W1 should fall at every small step"
 
 
-@pytest.mark.parametrize("kappa", [0.0, 1.0])
+@pytest.mark.parametrize("kappa", [0.0, 1.0, 2.0])
 def test_loss_with_per_sample_taus_matches_the_definition(kappa):
-    g = torch.Generator().manual_seed(0)
-    quantiles, targets = (
-        torch.randn(4, 6, generator=g, dtype=torch.float64),
-        torch.randn(4, 6, generator=g, dtype=torch.float64),
-    )
-    taus = torch.rand(4, 6, generator=g, dtype=torch.float64)
+    quantiles, targets, taus = example_inputs(per_sample_taus=True, n=6, n_target=6)
     got = fqf.quantile_huber_loss(quantiles, targets, taus, kappa).tolist()
-    assert got == pytest.approx(loss_by_definition(quantiles, targets, taus, kappa), rel=1e-12)
+    assert got == pytest.approx(loss_by_definition(quantiles, targets, taus, kappa).tolist(), rel=1e-12)
+
+
+@pytest.mark.parametrize("kappa", [0.0, 1.0, 2.0])
+def test_gradient_with_per_sample_taus_matches_the_definition(kappa):
+    assert_gradient_is_the_definitions(fqf.quantile_huber_loss, kappa, per_sample_taus=True, n=6, n_target=6)
 
 
 def make_net(**kwargs):

@@ -28,6 +28,7 @@ from conftest import (
 
 import ddpg_td3_sac as ac
 import iql_offline as iql
+from test_qrdqn_atari import example_inputs, loss_by_definition
 
 
 def test_expectile_loss_matches_the_definition():
@@ -36,6 +37,20 @@ def test_expectile_loss_matches_the_definition():
     for tau in [0.1, 0.5, 0.7, 0.9]:
         expected = np.mean([abs(tau - (d < 0)) * d**2 for d in diff.tolist()])
         assert iql.expectile_loss(diff, tau).item() == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("kappa", [0.0, 1.0, 2.0])
+def test_quantile_huber_loss_matches_the_definition(kappa):
+    """`--distributional`'s loss: the batch's mean of QR-DQN's per-sample loss, its value and its written-out
+    gradient those of the definition, in float64."""
+    quantiles, targets, taus = example_inputs(per_sample_taus=False)
+    expected = loss_by_definition(quantiles, targets, taus, kappa).mean()
+    assert iql.quantile_huber_loss(quantiles, targets, taus, kappa).item() == pytest.approx(expected.item(), rel=1e-12)
+    grads = []
+    for fn in [iql.quantile_huber_loss, lambda *inputs: loss_by_definition(*inputs).mean()]:
+        theta = quantiles.clone().requires_grad_()
+        grads.append(torch.autograd.grad(fn(theta, targets, taus, kappa), theta)[0])
+    assert torch.allclose(grads[0], grads[1], rtol=1e-12, atol=1e-15), grads
 
 
 @pytest.mark.parametrize("tau", [0.5, 0.7, 0.9, 0.99])

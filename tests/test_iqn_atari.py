@@ -23,7 +23,7 @@ from conftest import (
     run_script,
     smoke_test,
 )
-from test_qrdqn_atari import loss_by_definition
+from test_qrdqn_atari import assert_gradient_is_the_definitions, example_inputs, loss_by_definition
 
 import dqn_atari as dqn
 import iqn_atari as iqn
@@ -82,16 +82,16 @@ def test_risk_averse_and_seeking_distortions_move_the_mean_fraction():
     assert iqn.distort_taus(taus, "cvar", None).max() <= 0.25  # the paper's η
 
 
-@pytest.mark.parametrize("kappa", [0.0, 1.0])
+@pytest.mark.parametrize("kappa", [0.0, 1.0, 2.0])
 def test_loss_with_per_sample_taus_matches_the_definition(kappa):
-    g = torch.Generator().manual_seed(0)
-    quantiles, targets = (
-        torch.randn(4, 6, generator=g, dtype=torch.float64),
-        torch.randn(4, 8, generator=g, dtype=torch.float64),
-    )
-    taus = torch.rand(4, 6, generator=g, dtype=torch.float64)
+    quantiles, targets, taus = example_inputs(per_sample_taus=True, n=6, n_target=8)
     got = iqn.quantile_huber_loss(quantiles, targets, taus, kappa).tolist()
-    assert got == pytest.approx(loss_by_definition(quantiles, targets, taus, kappa), rel=1e-12)
+    assert got == pytest.approx(loss_by_definition(quantiles, targets, taus, kappa).tolist(), rel=1e-12)
+
+
+@pytest.mark.parametrize("kappa", [0.0, 1.0, 2.0])
+def test_gradient_with_per_sample_taus_matches_the_definition(kappa):
+    assert_gradient_is_the_definitions(iqn.quantile_huber_loss, kappa, per_sample_taus=True, n=6, n_target=8)
 
 
 def test_tau_embedding_and_shapes():

@@ -29,7 +29,8 @@ import qrdqn_atari as qr
 
 
 def loss_by_definition(quantiles, target_quantiles, taus, kappa):
-    """Per sample b, Σ_i mean_j |τ_i − 1{u_ij < 0}| · ρ(u_ij), u_ij = target_j − θ_i, one term at a time: a list."""
+    """Per sample b, Σ_i mean_j |τ_i − 1{u_ij < 0}| · ρ(u_ij), u_ij = target_j − θ_i, ρ(u) = H_κ(u)/κ (|u| at κ = 0),
+    one term at a time: a [B] tensor, which autograd differentiates term by term."""
     batch, n = quantiles.shape
     taus = taus.expand(batch, n)
     per_sample = []
@@ -38,32 +39,65 @@ def loss_by_definition(quantiles, target_quantiles, taus, kappa):
         for i in range(n):
             terms = []
             for target in target_quantiles[b]:
-                u = (target - quantiles[b, i]).item()
+                u = target - quantiles[b, i]
                 if kappa == 0:
-                    rho = abs(u)
+                    rho = u.abs()
                 else:
-                    rho = (0.5 * u * u if abs(u) <= kappa else kappa * (abs(u) - 0.5 * kappa)) / kappa
-                terms.append(abs(taus[b, i].item() - (u < 0)) * rho)
-            total += sum(terms) / len(terms)
+                    rho = (0.5 * u * u if u.abs() <= kappa else kappa * (u.abs() - 0.5 * kappa)) / kappa
+                terms.append((taus[b, i] - float(u < 0)).abs() * rho)
+            total = total + sum(terms) / len(terms)
         per_sample.append(total)
-    return per_sample
+    return torch.stack(per_sample)
+
+
+def example_inputs(per_sample_taus, n=5, n_target=7):
+    """Quantiles [3, n], targets [3, n_target] and τ ([n], or [3, n] per sample), float64."""
+    g = torch.Generator().manual_seed(0)
+    quantiles = torch.randn(3, n, generator=g, dtype=torch.float64) * 2
+    targets = torch.randn(3, n_target, generator=g, dtype=torch.float64) * 2
+    taus = (
+        torch.rand(3, n, generator=g, dtype=torch.float64)
+        if per_sample_taus
+        else (torch.arange(n, dtype=torch.float64) + 0.5) / n
+    )
+    return quantiles, targets, taus
+
+
+def assert_gradient_is_the_definitions(loss_fn, kappa, per_sample_taus, n=5, n_target=7):
+    """`loss_fn`'s gradient in the quantiles, under per-sample weights (prioritized replay's), equals autograd's
+    derivative of the definition term by term, in float64, to rounding."""
+    quantiles, targets, taus = example_inputs(per_sample_taus, n, n_target)
+    weights = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    grads = []
+    for fn in [loss_fn, loss_by_definition]:
+        theta = quantiles.clone().requires_grad_()
+        grads.append(torch.autograd.grad((weights * fn(theta, targets, taus, kappa)).sum(), theta)[0])
+    assert torch.allclose(grads[0], grads[1], rtol=1e-12, atol=1e-15), grads
 
 
 @pytest.mark.parametrize("kappa", [0.0, 0.5, 1.0, 2.0])
 @pytest.mark.parametrize("per_sample_taus", [False, True])
 def test_loss_matches_the_definition(kappa, per_sample_taus):
-    g = torch.Generator().manual_seed(0)
-    quantiles = torch.randn(3, 5, generator=g, dtype=torch.float64) * 2
-    targets = torch.randn(3, 7, generator=g, dtype=torch.float64) * 2  # N' ≠ N
-    taus = (
-        torch.rand(3, 5, generator=g, dtype=torch.float64)
-        if per_sample_taus
-        else (torch.arange(5, dtype=torch.float64) + 0.5) / 5
-    )
-    got = qr.quantile_huber_loss(
-        quantiles, targets, taus, kappa
-    ).tolist()  # per sample: prioritized replay's priorities
-    assert got == pytest.approx(loss_by_definition(quantiles, targets, taus, kappa), rel=1e-12)
+    quantiles, targets, taus = example_inputs(per_sample_taus)  # N' ≠ N
+    got = qr.quantile_huber_loss(quantiles, targets, taus, kappa)  # per sample: prioritized replay's priorities
+    assert got.tolist() == pytest.approx(loss_by_definition(quantiles, targets, taus, kappa).tolist(), rel=1e-12)
+
+
+@pytest.mark.parametrize("kappa", [0.0, 1.0, 2.0])
+@pytest.mark.parametrize("per_sample_taus", [False, True])
+def test_gradient_matches_the_definition(kappa, per_sample_taus):
+    """The loss's gradient is written out (`QuantileHuberLoss`), not left to autograd: it must be the definition's."""
+    assert_gradient_is_the_definitions(qr.quantile_huber_loss, kappa, per_sample_taus)
+
+
+def test_targets_and_taus_must_not_require_gradients():
+    """The written-out gradient reaches the quantiles only, so a target or τ that asks for one is refused."""
+    quantiles, targets, taus = example_inputs(per_sample_taus=True)
+    for i in [1, 2]:
+        inputs = [quantiles, targets, taus]
+        inputs[i] = inputs[i].clone().requires_grad_()
+        with pytest.raises(ValueError, match="must not require gradients"):
+            qr.quantile_huber_loss(*inputs)
 
 
 def test_seed_001_example_follows_the_definition():
@@ -73,7 +107,7 @@ def test_seed_001_example_follows_the_definition():
     targets = torch.tensor([[-5.0, -2.0, 3.0, 5.0, 8.0]], dtype=torch.float64)
     taus = torch.tensor([0.1, 0.3, 0.5, 0.7, 0.9], dtype=torch.float64)
     got = qr.quantile_huber_loss(quantiles, targets, taus, kappa=0).item()
-    assert [got] == pytest.approx(loss_by_definition(quantiles, targets, taus, 0))
+    assert [got] == pytest.approx(loss_by_definition(quantiles, targets, taus, 0).tolist())
     assert got != pytest.approx(18.8)
 
 
