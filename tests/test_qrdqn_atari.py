@@ -200,12 +200,13 @@ def test_learns_cartpole(tmp_path):
     returns = eval_returns(tmp_path)
     assert len(returns) == 10 and np.mean(returns) >= 300, returns
     # The return alone cannot see an inverted indicator: the midpoints τ̂ are symmetric, so the 1 − τ quantiles
-    # have the same mean and the same greedy policy. Their order can: θ_i must rise with τ_i on visited states.
+    # have the same mean and the same greedy policy. Their order can: θ_N > θ_1 on the states the greedy policy visits.
+    # (Neighbours θ_i, θ_i+1 of a return that is 500 in every game differ by rounding, so their order is a coin flip.)
     q_network, states = greedy_visited_states(qr, tmp_path)
     with torch.no_grad():
         quantiles = q_network.quantiles(states)  # [800, A, N]
-    rising = (quantiles[..., 1:] >= quantiles[..., :-1]).float().mean().item()
-    assert rising > 0.7, rising  # measured: 0.88 here, 0.30 with the indicator inverted
+    rising = (quantiles[..., -1] > quantiles[..., 0]).float().mean().item()
+    assert rising > 0.9, rising  # measured: 1.00 here (seeds 1-5: 0.9975 to 1.00), 0.00 with the indicator inverted
 
 
 @pytest.mark.slow
