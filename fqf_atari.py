@@ -223,7 +223,7 @@ class QuantileHuberLoss(torch.autograd.Function):
     """`quantile_huber_loss` with its gradient written out, ∂L/∂θ_i = −mean_j |τ_i − 1{u_ij < 0}| · H_κ'(u_ij) / κ,
     H_κ'(u) = clamp(u, −κ, κ). The forward pass computes both with two [B, N, N'] tensors and keeps the [B, N]
     gradient only. Autograd would build a dozen, keep several and walk them again: on a CPU, where fresh memory and
-    passes over it are the cost, that takes about 4× the time (docs/performance.md)."""
+    passes over it are the cost, that takes several times as long (docs/performance.md)."""
 
     @staticmethod
     def forward(ctx, quantiles, target_quantiles, taus, kappa):

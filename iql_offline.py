@@ -494,10 +494,9 @@ def check_args(args: Args) -> list[str]:
         ),
         ("threads", args.threads is None or args.threads >= 1, "≥ 1"),
     ]
-    problems = [
+    return [
         f"--{name.replace('_', '-')} {getattr(args, name)}: must be {rule}" for name, ok, rule in rules if not ok
-    ]
-    return problems + machine_problems(args)
+    ] + machine_problems(args)
 
 
 # ======================================================================================================================

@@ -437,8 +437,12 @@ def broken_dataset(tmp_path, kind):
         path.write_bytes(b"")
         return path
     if kind in ("npz", "folder"):  # a path that exists is read as a file, whatever its name says
-        path = tmp_path / ("pendulum-npz.npz" if kind == "npz" else "pendulum/mixed-v0")
-        np.savez(path, observations=np.zeros(3)) if kind == "npz" else path.mkdir(parents=True)
+        if kind == "folder":  # named as the Minari id it shadows
+            path = tmp_path / "pendulum/mixed-v0"
+            path.mkdir(parents=True)
+        else:
+            path = tmp_path / "pendulum-npz.npz"
+            np.savez(path, observations=np.zeros(3))
         return path
     write_hdf5(path, with_next_obs=kind == "wide next_observations")
     changes = {  # kind: the array replaced, and how

@@ -206,7 +206,7 @@ def test_learns_cartpole(tmp_path):
     with torch.no_grad():
         quantiles = q_network.quantiles(states)  # [800, A, N]
     rising = (quantiles[..., -1] > quantiles[..., 0]).float().mean().item()
-    assert rising > 0.9, rising  # measured: 1.00 here (seeds 1-5: 0.9975 to 1.00), 0.00 with the indicator inverted
+    assert rising > 0.9, rising  # measured: 0.9975 here (seeds 2-5: 1.00), 0.00 with the indicator inverted
 
 
 @pytest.mark.slow
