@@ -311,10 +311,11 @@ def test_smoke_breakout_double_dueling_nstep_prioritized_noisy(tmp_path):
 @pytest.mark.slow
 def test_learns_acrobot_and_leaves_the_rest_state(tmp_path):
     """The greedy evaluation (ε = 0.001) on Acrobot, whose hanging start needs a phase-dependent policy (see
-    dqn_atari's test): measured −80.8 (seed 1). The return cannot see an inverted quantile indicator, the quantiles'
-    order can: the learned quantile function must rise from its lowest to its highest proposed fraction on the
-    states the greedy policy visits. Measured (seed 1, one thread): 1.00; with the indicator inverted (the mutation
-    run) 0.00, and an evaluation of −469."""
+    dqn_atari's test). Measured (one thread): −81.6 and −88.3 at seeds 2 and 3; −500 at seed 1, the seed this test
+    runs, whose final greedy policy takes the same torque at every state near rest, so this test fails there. The
+    return cannot see an inverted quantile indicator, the quantiles' order can: the learned quantile function must
+    rise from its lowest to its highest proposed fraction on the states the greedy policy visits. Measured 1.00
+    (seed 3); with the indicator inverted (the mutation run) 0.00, and an evaluation of −469."""
     out = run_script("fqf_atari.py", *ACROBOT, "--save-model", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     returns = eval_returns(tmp_path)
