@@ -685,23 +685,22 @@ LEARN = [
 ]
 
 
-def mean_eval_return(tmp_path, flags):
-    """Train on the mixed dataset with `flags` in `tmp_path`; return the final evaluation's mean return."""
-    out = run_script("iql_offline.py", *LEARN, *flags, cwd=tmp_path)
+def mean_eval_return(pendulum_dataset, cwd, flags):
+    """Train on the mixed dataset with `flags` in `cwd`; return the final evaluation's mean return."""
+    os.environ["MINARI_DATASETS_PATH"] = str(pendulum_dataset[0])
+    cwd.mkdir(exist_ok=True)
+    out = run_script("iql_offline.py", *LEARN, *flags, cwd=cwd)
     assert out.returncode == 0, out.stderr
-    return float(np.mean(eval_returns(tmp_path)))
+    return float(np.mean(eval_returns(cwd)))
 
 
 @pytest.mark.slow
 def test_learns_from_a_mixed_dataset(pendulum_dataset, tmp_path):
     """IQL must clearly beat the dataset's mean return and behaviour cloning (β = 0: every weight is 1, so the actor
     loss is plain log-likelihood)."""
-    os.environ["MINARI_DATASETS_PATH"] = str(pendulum_dataset[0])
     dataset_mean = pendulum_dataset[1]
-    (tmp_path / "bc").mkdir()
-    (tmp_path / "iql").mkdir()
-    bc = mean_eval_return(tmp_path / "bc", ["--beta", 0.0])
-    iql_return = mean_eval_return(tmp_path / "iql", [])
+    bc = mean_eval_return(pendulum_dataset, tmp_path / "bc", ["--beta", 0.0])
+    iql_return = mean_eval_return(pendulum_dataset, tmp_path / "iql", [])
     print(f"dataset mean {dataset_mean:.1f}; bc {bc:.1f}, iql {iql_return:.1f}")
     assert iql_return > bc + 100 and iql_return > dataset_mean + 200, (iql_return, bc, dataset_mean)
 
@@ -713,9 +712,8 @@ def test_learns_from_a_mixed_dataset(pendulum_dataset, tmp_path):
 )
 def test_each_extension_learns_from_a_mixed_dataset(pendulum_dataset, tmp_path, flags):
     """IQL with each extension must clearly beat the dataset's mean return."""
-    os.environ["MINARI_DATASETS_PATH"] = str(pendulum_dataset[0])
     dataset_mean = pendulum_dataset[1]
-    result = mean_eval_return(tmp_path, flags)
+    result = mean_eval_return(pendulum_dataset, tmp_path, flags)
     print(f"dataset mean {dataset_mean:.1f}; {' '.join(flags)} {result:.1f}")
     assert result > dataset_mean + 150, (flags, result, dataset_mean)
 
