@@ -308,8 +308,7 @@ def test_smoke_breakout_double_dueling_nstep_prioritized_noisy(tmp_path):
 # The paper's fraction learning rate, 2.5e-9, leaves the fractions where they start on this budget, so this run is
 # FQF's quantile network at near-even fractions; the fraction net's learning is checked by the math tests and the
 # smoke test. With 1e-4 the fractions move, and crowd into CartPole's low tail (docs/fqf.md).
-# Twice ACROBOT's budget, ε still decaying over its first 10k transitions (a later flag overrides an earlier one):
-# FQF's greedy policy swings between checkpoints up to 60k transitions (docs/fqf.md).
+# Twice ACROBOT's budget, ε still decaying over its first 10k transitions (a later flag overrides an earlier one).
 ACROBOT_100K = [*ACROBOT, "--total-timesteps", 100_000, "--exploration-fraction", 0.1]
 
 
