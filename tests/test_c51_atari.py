@@ -153,20 +153,23 @@ def test_smoke_breakout(tmp_path):
 
 @pytest.mark.slow
 def test_learns_cartpole(tmp_path):
+    """The greedy evaluation after the CartPole recipe, atoms on [0, 100]. Measured (one thread): 274.9, 466.3, 304.1,
+    480.4, 422.8 and 251.9 at seeds 1-6, so the threshold is 150. Mutation runs (seed 1): the projection without its
+    (1 − done) mask, 9.6. The target's a* by argmin, 218.2, still learns CartPole; it is caught by
+    `test_loss_is_cross_entropy_and_priority_the_kl_to_the_projected_target`."""
     out = run_script("c51_atari.py", *CARTPOLE, "--v-min", 0, "--v-max", 100, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     returns = eval_returns(tmp_path)
-    assert len(returns) == 10 and np.mean(returns) >= 300, returns
+    assert len(returns) == 10 and np.mean(returns) >= 150, returns
 
 
 @pytest.mark.slow
 def test_learns_cartpole_with_the_rainbow_flags(tmp_path):
-    """Rainbow's components on C51 (Hessel et al. 2018): Double, Dueling, 3-step returns, prioritized replay and
-    noisy nets, on the CartPole recipe with ε = 0 throughout (the noise explores). On these 60k transitions they learn
-    more slowly and less evenly than C51 alone: the greedy evaluation measured 474.7, 333.1 and 156.3 (seeds 1, 3 and 4,
-    one thread), so the threshold is 100, above random play (about 22). Mutation run: the projection without its
-    (1 − done) mask, 13.8. CartPole does not see how prioritized replay is weighted;
-    `test_rainbow_replay_learns_the_expectation` checks that."""
+    """Rainbow's components on C51 (Hessel et al. 2018): Double, Dueling, 3-step returns, prioritized replay and noisy
+    nets, on the CartPole recipe with ε = 0 throughout (the noise explores). The greedy evaluation measured 410.1,
+    378.0, 413.6, 144.0 and 439.5 (seeds 1-5, one thread), so the threshold is 100, above random play (about 22).
+    Mutation run: the projection without its (1 − done) mask, 13.8. CartPole does not see how prioritized replay is
+    weighted; `test_rainbow_replay_learns_the_expectation` checks that."""
     out = run_script(
         "c51_atari.py",
         *CARTPOLE,
@@ -272,7 +275,7 @@ def test_checkpoint_evaluation_is_seeded(tmp_path, capsys):
 @pytest.mark.slow
 def test_greedy_policy_leaves_the_rest_state_on_acrobot(tmp_path):
     """The greedy evaluation (ε = 0.001) on Acrobot, whose hanging start needs a phase-dependent policy (see
-    dqn_atari's test). Atoms on [−100, 0] hold its returns. Measured (one thread): −93.5 (seed 1) and −85.4 (seed 2).
+    dqn_atari's test). Atoms on [−100, 0] hold its returns. Measured (one thread): −93.5, −85.4 and −73.3 (seeds 1-3).
     Mutation run: the projection's atoms mirrored (−500). Two others were not caught, and learn Acrobot: no
     termination mask (−95.7) and γ = 1 (−77.5)."""
     out = run_script("c51_atari.py", *ACROBOT, "--v-min", -100, "--v-max", 0, cwd=tmp_path)

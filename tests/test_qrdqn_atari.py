@@ -198,7 +198,9 @@ def test_learns_cartpole(tmp_path):
     out = run_script("qrdqn_atari.py", *CARTPOLE, "--n-quantiles", 50, "--save-model", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     returns = eval_returns(tmp_path)
-    assert len(returns) == 10 and np.mean(returns) >= 300, returns
+    # Measured (one thread): 500, 500, 272.0, 500, 343.8 at seeds 1-5; the target without its (1 − terminated) mask
+    # (the mutation run), 9.6.
+    assert len(returns) == 10 and np.mean(returns) >= 150, returns
     # The return alone cannot see an inverted indicator: the midpoints τ̂ are symmetric, so the 1 − τ quantiles
     # have the same mean and the same greedy policy. Their order can: θ_N > θ_1 on the states the greedy policy visits.
     # (Neighbours θ_i, θ_i+1 of a return that is 500 in every game differ by rounding, so their order is a coin flip.)
@@ -206,7 +208,7 @@ def test_learns_cartpole(tmp_path):
     with torch.no_grad():
         quantiles = q_network.quantiles(states)  # [800, A, N]
     rising = (quantiles[..., -1] > quantiles[..., 0]).float().mean().item()
-    assert rising > 0.9, rising  # measured: 0.9975 here (seeds 2-5: 1.00), 0.00 with the indicator inverted
+    assert rising > 0.9, rising  # measured: 1.00 at seeds 1-5, 0.00 with the indicator inverted
 
 
 @pytest.mark.slow
