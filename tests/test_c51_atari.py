@@ -154,13 +154,14 @@ def test_smoke_breakout(tmp_path):
 @pytest.mark.slow
 def test_learns_cartpole(tmp_path):
     """The greedy evaluation after the CartPole recipe, atoms on [0, 100]. Measured (one thread): 274.9, 466.3, 304.1,
-    480.4, 422.8 and 251.9 at seeds 1-6, so the threshold is 150. Mutation runs (seed 1): the projection without its
-    (1 − done) mask, 9.6. The target's a* by argmin, 218.2, still learns CartPole; it is caught by
-    `test_loss_is_cross_entropy_and_priority_the_kl_to_the_projected_target`."""
+    480.4, 422.8 and 251.9 at seeds 1-6. The threshold, 100 as dqn_atari's, sits well below them: another install of
+    the requirements moves a run as much as another seed does. Mutation runs (seed 1): the projection without its
+    termination mask, 9.6. The target's greedy action a* taken by argmin instead of argmax, 218.2, still learns
+    CartPole; `test_loss_is_cross_entropy_and_priority_the_kl_to_the_projected_target` catches it."""
     out = run_script("c51_atari.py", *CARTPOLE, "--v-min", 0, "--v-max", 100, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     returns = eval_returns(tmp_path)
-    assert len(returns) == 10 and np.mean(returns) >= 150, returns
+    assert len(returns) == 10 and np.mean(returns) >= 100, returns
 
 
 @pytest.mark.slow

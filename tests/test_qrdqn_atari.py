@@ -198,9 +198,10 @@ def test_learns_cartpole(tmp_path):
     out = run_script("qrdqn_atari.py", *CARTPOLE, "--n-quantiles", 50, "--save-model", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     returns = eval_returns(tmp_path)
-    # Measured (one thread): 500, 500, 272.0, 500, 343.8 at seeds 1-5; the target without its (1 − terminated) mask
-    # (the mutation run), 9.6.
-    assert len(returns) == 10 and np.mean(returns) >= 150, returns
+    # Measured (one thread): 500, 500, 272.0, 500, 343.8 at seeds 1-5, and 500, 204, 133, 500, 500 in
+    # docs/performance.md's runs, so the threshold is 100, as dqn_atari's. The target without its termination
+    # mask (the mutation run), 9.6.
+    assert len(returns) == 10 and np.mean(returns) >= 100, returns
     # The return alone cannot see an inverted indicator: the midpoints τ̂ are symmetric, so the 1 − τ quantiles
     # have the same mean and the same greedy policy. Their order can: θ_N > θ_1 on the states the greedy policy visits.
     # (Neighbours θ_i, θ_i+1 of a return that is 500 in every game differ by rounding, so their order is a coin flip.)
