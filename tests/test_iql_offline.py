@@ -672,7 +672,8 @@ def test_eval_frequency_logs_the_learning_curve_and_leaves_training_alone(pendul
 
 
 # 4k gradient steps: on this dataset the greedy evaluation every 1k steps of an 8k run (seed 3, --d2rl and
-# --distributional) rose from −1,100 at 1k to −163 at 3k and stayed within −146 to −144 from 4k on.
+# --distributional) rose from about −1,100 at 1k to −163 at 3k and stayed within −146 to −144 from 4k on. A 4k run
+# anneals the actor's learning rate over its own 4k steps; the tests' docstrings give those runs' own results.
 LEARN = [
     "--dataset",
     "pendulum/mixed-v0",
