@@ -11,7 +11,10 @@ on; it is tried again on the next start. Runs get one CPU and one torch thread e
 --suite <suite>` turns the results into tables and plots.
 
 It refuses to start from a tree with uncommitted changes to tracked files (outside benchmark/results/), so that every
-result can be reproduced from git; `--allow-dirty` runs anyway and records the commit as `<hash>+changes`.
+result can be reproduced from git; `--allow-dirty` runs anyway and records the commit as `<hash>+changes`. It also
+refuses offline runs whose dataset on this machine is missing or differs from the one that the results folder's
+datasets.json describes: the recipe that builds the datasets (offline_datasets.py) gives other datasets on some hosts,
+and results on those are not comparable. Runs on other datasets belong in another `--results-dir`.
 """
 
 import argparse
@@ -145,6 +148,31 @@ def uncommitted_changes() -> list[str]:
     return out.stdout.splitlines()
 
 
+def dataset_mismatches(runs: list[Run], results_dir: Path) -> list[str]:
+    """One line per dataset that `runs` train on (`--dataset`) and that Minari on this machine either lacks or holds
+    with other episodes, steps or mean return than `results_dir`/datasets.json says; none where that file is absent.
+    The nodes of a cluster joined with `--address` are not checked."""
+    described = results_dir / "datasets.json"
+    dataset_ids = sorted({r.env_id for r in runs if r.env_flag == "--dataset"})
+    if not dataset_ids or not described.exists():
+        return []
+    import minari
+    from offline_datasets import summary
+
+    expected, local, problems = json.loads(described.read_text()), minari.list_local_datasets(), []
+    for dataset_id in dataset_ids:
+        if dataset_id not in local:
+            problems.append(f"{dataset_id} is not on this machine (python benchmark/offline_datasets.py builds it)")
+        elif dataset_id not in expected:
+            problems.append(f"{dataset_id} is not in {described}")
+        else:
+            keys = ("episodes", "steps", "mean_return")
+            here, there = ({k: d[k] for k in keys} for d in (summary(dataset_id), expected[dataset_id]))
+            if here != there:
+                problems.append(f"{dataset_id} here has {here}, {described} has {there}")
+    return problems
+
+
 def git_commit() -> str:
     """The commit the runs are started from, `<hash>+changes` where the tree has uncommitted changes (a result that
     git cannot reproduce)."""
@@ -268,9 +296,16 @@ def main():
         )
         sys.exit(2)
     runs = [r for r in SUITES[args.suite] if re.search(args.only, r.id)]
-    failures = run_suite(
-        args.suite, runs, args.results_dir or RESULTS / args.suite, args.address, args.num_cpus, args.parallel
-    )
+    results_dir = args.results_dir or RESULTS / args.suite
+    problems = dataset_mismatches(runs, results_dir)
+    if problems:
+        print(
+            f"error: {'; '.join(problems)}: the results in {results_dir} are of the datasets its datasets.json "
+            "describes (runs on other datasets go to another --results-dir)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    failures = run_suite(args.suite, runs, results_dir, args.address, args.num_cpus, args.parallel)
     sys.exit(1 if failures else 0)
 
 

@@ -346,3 +346,57 @@ def test_plot_draws_published_curves_anchors_beyond_the_end_and_empty_panels(tmp
     (edge,) = [bars for bars in cheetah.containers if bars.get_label() == "far"]
     assert edge.lines[0].get_xdata()[0] > 300_000
     assert [t.get_text() for t in hopper.texts] == ["not run yet"]
+
+
+def test_offline_runs_refused_where_the_local_dataset_is_not_datasets_json(tmp_path, monkeypatch, capsys):
+    """run.py stops offline runs, with one error line and before Ray starts, where the dataset is missing on this
+    machine or has other episodes, steps or mean return than the results folder's datasets.json; it runs where they
+    agree, and where the folder has no datasets.json. Mutations run: no check in main (the missing dataset starts);
+    mean return left out of the comparison (the dataset with another mean return starts)."""
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    monkeypatch.setattr(runner, "uncommitted_changes", lambda: [])
+    started = []
+    monkeypatch.setattr(runner, "run_suite", lambda suite, runs, *args: started.append([r.id for r in runs]) or [])
+    results, only = tmp_path / "results", "^iql_offline-iql__hopper-sac-medium-v0__s1$"
+    results.mkdir()
+
+    def main():
+        argv = ["run.py", "--suite", "offline", "--only", only, "--results-dir", str(results)]
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit) as stop:
+            runner.main()
+        return stop.value.code
+
+    def describe(**changed):
+        summary = {"episodes": 3, "steps": 3 * 5, "mean_return": 2.5, "normalized_score": 25.0, **changed}
+        (results / "datasets.json").write_text(json.dumps({"hopper/sac-medium-v0": summary}))
+
+    describe()
+    assert main() == 2
+    message = capsys.readouterr().err
+    assert message.startswith("error: hopper/sac-medium-v0 is not on this machine") and len(message.splitlines()) == 1
+    episodes = [  # three 5-step episodes with returns 2, 2.5 and 3
+        EpisodeBuffer(
+            observations=np.zeros((6, 3), np.float32),
+            actions=np.zeros((5, 1), np.float32),
+            rewards=[r / 5] * 5,
+            terminations=[False] * 5,
+            truncations=[False] * 4 + [True],
+        )
+        for r in (2.0, 2.5, 3.0)
+    ]
+    minari.create_dataset_from_buffers(
+        "hopper/sac-medium-v0", episodes, env="Pendulum-v1", algorithm_name="test", ref_min_score=0.0, ref_max_score=10
+    )
+    assert main() == 0 and started == [[only[1:-1]]]
+    for changed in ({"steps": 16}, {"mean_return": 2.6}):
+        describe(**changed)
+        assert main() == 2
+        message = capsys.readouterr().err
+        assert "hopper/sac-medium-v0 here has" in message and "--results-dir" in message
+        assert len(message.splitlines()) == 1 and len(started) == 1
+    (results / "datasets.json").unlink()
+    assert main() == 0 and len(started) == 2
