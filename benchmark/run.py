@@ -14,7 +14,7 @@ It refuses to start from a tree with uncommitted changes to tracked files (outsi
 result can be reproduced from git; `--allow-dirty` runs anyway and records the commit as `<hash>+changes`. It also
 refuses offline runs whose dataset on this machine is missing or differs from the one that the results folder's
 datasets.json describes: the recipe that builds the datasets (offline_datasets.py) gives other datasets on some hosts,
-and results on those are not comparable. Runs on other datasets belong in another `--results-dir`.
+and results on those are not comparable. Runs on other datasets belong in a `--results-dir` without datasets.json.
 """
 
 import argparse
@@ -150,8 +150,8 @@ def uncommitted_changes() -> list[str]:
 
 def dataset_mismatches(runs: list[Run], results_dir: Path) -> list[str]:
     """One line per dataset that `runs` train on (`--dataset`) and that Minari on this machine either lacks or holds
-    with other episodes, steps or mean return than `results_dir`/datasets.json says; none where that file is absent.
-    The nodes of a cluster joined with `--address` are not checked."""
+    with other episodes, steps, mean return or reference returns than `results_dir`/datasets.json says; none where that
+    file is absent. The machine that starts the suite is checked, not the nodes of a cluster joined with `--address`."""
     described = results_dir / "datasets.json"
     dataset_ids = sorted({r.env_id for r in runs if r.env_flag == "--dataset"})
     if not dataset_ids or not described.exists():
@@ -166,8 +166,10 @@ def dataset_mismatches(runs: list[Run], results_dir: Path) -> list[str]:
         elif dataset_id not in expected:
             problems.append(f"{dataset_id} is not in {described}")
         else:
-            keys = ("episodes", "steps", "mean_return")
-            here, there = ({k: d[k] for k in keys} for d in (summary(dataset_id), expected[dataset_id]))
+            keys = ("episodes", "steps", "mean_return", "ref_min_score", "ref_max_score")
+            found = summary(dataset_id)
+            here = {k: found[k] for k in keys}
+            there = {k: expected[dataset_id].get(k) for k in keys}
             if here != there:
                 problems.append(f"{dataset_id} here has {here}, {described} has {there}")
     return problems
@@ -301,7 +303,7 @@ def main():
     if problems:
         print(
             f"error: {'; '.join(problems)}: the results in {results_dir} are of the datasets its datasets.json "
-            "describes (runs on other datasets go to another --results-dir)",
+            "describes",
             file=sys.stderr,
         )
         sys.exit(2)

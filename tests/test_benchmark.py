@@ -350,9 +350,10 @@ def test_plot_draws_published_curves_anchors_beyond_the_end_and_empty_panels(tmp
 
 def test_offline_runs_refused_where_the_local_dataset_is_not_datasets_json(tmp_path, monkeypatch, capsys):
     """run.py stops offline runs, with one error line and before Ray starts, where the dataset is missing on this
-    machine or has other episodes, steps or mean return than the results folder's datasets.json; it runs where they
-    agree, and where the folder has no datasets.json. Mutations run: no check in main (the missing dataset starts);
-    mean return left out of the comparison (the dataset with another mean return starts)."""
+    machine, missing from the results folder's datasets.json, or has other episodes, steps, mean return or reference
+    returns than that file gives; it runs where they agree, and where the folder has no datasets.json. Mutations run:
+    no check in main (the missing dataset starts); mean return left out of the comparison (the dataset with another
+    mean return starts); reference returns left out (the dataset with another ref_min_score starts)."""
     import minari
     from minari.data_collector import EpisodeBuffer
 
@@ -370,9 +371,9 @@ def test_offline_runs_refused_where_the_local_dataset_is_not_datasets_json(tmp_p
             runner.main()
         return stop.value.code
 
-    def describe(**changed):
-        summary = {"episodes": 3, "steps": 3 * 5, "mean_return": 2.5, "normalized_score": 25.0, **changed}
-        (results / "datasets.json").write_text(json.dumps({"hopper/sac-medium-v0": summary}))
+    def describe(dataset_id="hopper/sac-medium-v0", **changed):
+        summary = {"episodes": 3, "steps": 3 * 5, "mean_return": 2.5, "ref_min_score": 0.0, "ref_max_score": 10.0}
+        (results / "datasets.json").write_text(json.dumps({dataset_id: {**summary, **changed}}))
 
     describe()
     assert main() == 2
@@ -392,11 +393,11 @@ def test_offline_runs_refused_where_the_local_dataset_is_not_datasets_json(tmp_p
         "hopper/sac-medium-v0", episodes, env="Pendulum-v1", algorithm_name="test", ref_min_score=0.0, ref_max_score=10
     )
     assert main() == 0 and started == [[only[1:-1]]]
-    for changed in ({"steps": 16}, {"mean_return": 2.6}):
+    for changed in ({"episodes": 4}, {"steps": 16}, {"mean_return": 2.6}, {"ref_min_score": -1.0}, {"dataset_id": "x"}):
         describe(**changed)
         assert main() == 2
         message = capsys.readouterr().err
-        assert "hopper/sac-medium-v0 here has" in message and "--results-dir" in message
-        assert len(message.splitlines()) == 1 and len(started) == 1
+        assert message.startswith("error: hopper/sac-medium-v0 ") and len(message.splitlines()) == 1
+        assert ("is not in" if "dataset_id" in changed else "here has") in message and len(started) == 1
     (results / "datasets.json").unlink()
     assert main() == 0 and len(started) == 2
