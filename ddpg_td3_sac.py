@@ -607,40 +607,42 @@ def evaluate(actor, args: Args, device, video_dir=None, recorder=None, stop=None
     if video_dir:  # frames are rendered off-screen; without this SDL looks for a display and complains
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     envs = make_env(args.env_id, args.eval_episodes, render=video_dir is not None)
-    obs, _ = envs.reset(seed=args.seed + 10_000)
-    if recorder:
-        recorder.begin(obs)
-    returns, finished = np.zeros(args.eval_episodes), np.zeros(args.eval_episodes, dtype=bool)
-    writers = []
-    if video_dir:
-        import imageio
-
-        os.makedirs(video_dir, exist_ok=True)
-        writers = [
-            imageio.get_writer(f"{video_dir}/eval-episode-{i}.mp4", fps=30, macro_block_size=2)
-            for i in range(args.eval_episodes)
-        ]
-    while not finished.all() and not (stop and stop.code):
-        if writers:
-            frames = envs.render()
-            for i in np.flatnonzero(~finished):
-                writers[i].append_data(frames[i])
-        with torch.no_grad():
-            actions = actor(torch.as_tensor(obs, device=device, dtype=torch.float32))
-        actions_np = actions.cpu().numpy()
-        next_obs, rewards, terminations, truncations, infos = envs.step(actions_np)
+    try:
+        obs, _ = envs.reset(seed=args.seed + 10_000)
         if recorder:
-            real_next_obs = true_next_obs(next_obs, terminations | truncations, infos)
-            recorder.add(
-                actions_np, rewards, terminations, truncations, real_next_obs, next_obs, np.flatnonzero(~finished)
-            )
-        obs = next_obs
-        returns += rewards * ~finished
-        finished |= terminations | truncations
-    for w in writers:
-        w.close()
-    envs.close()
-    return returns[finished].tolist()
+            recorder.begin(obs)
+        returns, finished = np.zeros(args.eval_episodes), np.zeros(args.eval_episodes, dtype=bool)
+        writers = []
+        if video_dir:
+            import imageio
+
+            os.makedirs(video_dir, exist_ok=True)
+            writers = [
+                imageio.get_writer(f"{video_dir}/eval-episode-{i}.mp4", fps=30, macro_block_size=2)
+                for i in range(args.eval_episodes)
+            ]
+        while not finished.all() and not (stop and stop.code):
+            if writers:
+                frames = envs.render()
+                for i in np.flatnonzero(~finished):
+                    writers[i].append_data(frames[i])
+            with torch.no_grad():
+                actions = actor(torch.as_tensor(obs, device=device, dtype=torch.float32))
+            actions_np = actions.cpu().numpy()
+            next_obs, rewards, terminations, truncations, infos = envs.step(actions_np)
+            if recorder:
+                real_next_obs = true_next_obs(next_obs, terminations | truncations, infos)
+                recorder.add(
+                    actions_np, rewards, terminations, truncations, real_next_obs, next_obs, np.flatnonzero(~finished)
+                )
+            obs = next_obs
+            returns += rewards * ~finished
+            finished |= terminations | truncations
+        for w in writers:
+            w.close()
+        return returns[finished].tolist()
+    finally:  # also where a video cannot be written: the caller then plays the games again in new envs
+        envs.close()
 
 
 def evaluate_checkpoint(args: Args, device) -> None:

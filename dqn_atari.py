@@ -972,31 +972,33 @@ def evaluate(q_network, args: Args, video_dir=None, stop=None) -> list[float]:
     if video_dir:  # frames are rendered off-screen; without this SDL looks for a display and complains
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     envs = make_env(args.env_id, args.eval_episodes, render=video_dir is not None)
-    q_network.eval()  # noisy layers act with their mean weights (Fortunato et al. 2018)
-    obs, _ = envs.reset(seed=args.seed + 10_000)
-    returns, finished = np.zeros(args.eval_episodes), np.zeros(args.eval_episodes, dtype=bool)
-    writers = []
-    if video_dir:
-        import imageio
+    try:
+        q_network.eval()  # noisy layers act with their mean weights (Fortunato et al. 2018)
+        obs, _ = envs.reset(seed=args.seed + 10_000)
+        returns, finished = np.zeros(args.eval_episodes), np.zeros(args.eval_episodes, dtype=bool)
+        writers = []
+        if video_dir:
+            import imageio
 
-        os.makedirs(video_dir, exist_ok=True)
-        writers = [
-            imageio.get_writer(f"{video_dir}/eval-episode-{i}.mp4", fps=30, macro_block_size=2)
-            for i in range(args.eval_episodes)
-        ]
-    while not finished.all() and not (stop and stop.code):
-        if writers:
-            frames = video_frames(envs, obs)
-            for i in np.flatnonzero(~finished):
-                writers[i].append_data(frames[i])
-        actions = select_actions(q_network, obs, args.eval_epsilon)
-        obs, rewards, terminations, truncations, _ = envs.step(actions)
-        returns += rewards * ~finished
-        finished |= terminations | truncations
-    for w in writers:
-        w.close()
-    envs.close()
-    return returns[finished].tolist()
+            os.makedirs(video_dir, exist_ok=True)
+            writers = [
+                imageio.get_writer(f"{video_dir}/eval-episode-{i}.mp4", fps=30, macro_block_size=2)
+                for i in range(args.eval_episodes)
+            ]
+        while not finished.all() and not (stop and stop.code):
+            if writers:
+                frames = video_frames(envs, obs)
+                for i in np.flatnonzero(~finished):
+                    writers[i].append_data(frames[i])
+            actions = select_actions(q_network, obs, args.eval_epsilon)
+            obs, rewards, terminations, truncations, _ = envs.step(actions)
+            returns += rewards * ~finished
+            finished |= terminations | truncations
+        for w in writers:
+            w.close()
+        return returns[finished].tolist()
+    finally:  # also where a video cannot be written: the caller then plays the games again in new envs
+        envs.close()
 
 
 def video_frames(envs, obs: np.ndarray):

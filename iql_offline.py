@@ -805,33 +805,35 @@ def evaluate(actor, args: Args, env, norm, action_scale, device, video_dir=None,
         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
         **env[1],
     )
-    obs, _ = envs.reset(seed=args.seed + 10_000)
-    returns, finished = np.zeros(args.eval_episodes), np.zeros(args.eval_episodes, dtype=bool)
-    writers = []
-    if video_dir:
-        import imageio
+    try:
+        obs, _ = envs.reset(seed=args.seed + 10_000)
+        returns, finished = np.zeros(args.eval_episodes), np.zeros(args.eval_episodes, dtype=bool)
+        writers = []
+        if video_dir:
+            import imageio
 
-        os.makedirs(video_dir, exist_ok=True)
-        writers = [
-            imageio.get_writer(f"{video_dir}/eval-episode-{i}.mp4", fps=30, macro_block_size=2)
-            for i in range(args.eval_episodes)
-        ]
-    mean, std = norm
-    scale, bias = action_scale
-    while not finished.all() and not (stop and stop.code):
-        if writers:
-            frames = envs.render()
-            for i in np.flatnonzero(~finished):
-                writers[i].append_data(frames[i])
-        with torch.no_grad():
-            actions = actor((torch.as_tensor(obs, device=device, dtype=torch.float32) - mean) / std) * scale + bias
-        obs, rewards, terminations, truncations, _ = envs.step(actions.cpu().numpy())
-        returns += rewards * ~finished
-        finished |= terminations | truncations
-    for w in writers:
-        w.close()
-    envs.close()
-    return returns[finished].tolist()
+            os.makedirs(video_dir, exist_ok=True)
+            writers = [
+                imageio.get_writer(f"{video_dir}/eval-episode-{i}.mp4", fps=30, macro_block_size=2)
+                for i in range(args.eval_episodes)
+            ]
+        mean, std = norm
+        scale, bias = action_scale
+        while not finished.all() and not (stop and stop.code):
+            if writers:
+                frames = envs.render()
+                for i in np.flatnonzero(~finished):
+                    writers[i].append_data(frames[i])
+            with torch.no_grad():
+                actions = actor((torch.as_tensor(obs, device=device, dtype=torch.float32) - mean) / std) * scale + bias
+            obs, rewards, terminations, truncations, _ = envs.step(actions.cpu().numpy())
+            returns += rewards * ~finished
+            finished |= terminations | truncations
+        for w in writers:
+            w.close()
+        return returns[finished].tolist()
+    finally:  # also where a video cannot be written: the caller then plays the games again in new envs
+        envs.close()
 
 
 def normalized_scores(returns, ref_scores) -> list[float]:

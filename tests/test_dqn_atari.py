@@ -1165,8 +1165,21 @@ def test_a_signal_during_start_up_ends_the_run_with_its_checkpoint(module, flags
 
 def test_videos_that_cannot_be_written_leave_the_evaluation_whole(tmp_path, monkeypatch, capsys):
     """A disk that fills up during the final evaluation's videos: a warning, and the games played again without them,
-    so that their returns are logged. Mutation run: the OSError not caught (a traceback, no returns)."""
+    so that their returns are logged, and every env made closed (training's, the failed attempt's, the second
+    attempt's). Mutations run: the OSError not caught (a traceback, no returns); the evaluation's envs closed only after
+    a whole evaluation (the failed attempt's left open)."""
     import imageio
+
+    made, closed, make_env = [], [], dqn.make_env
+
+    def counted_make_env(*args, **kwargs):
+        envs = make_env(*args, **kwargs)
+        close = envs.close
+        envs.close = lambda **kw: closed.append(envs) or close(**kw)
+        made.append(envs)
+        return envs
+
+    monkeypatch.setattr(dqn, "make_env", counted_make_env)
 
     class FullDisk:
         def append_data(self, frame):
@@ -1180,6 +1193,7 @@ def test_videos_that_cannot_be_written_leave_the_evaluation_whole(tmp_path, monk
     code, out, err = run_main(dqn, *flags, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
     assert code == 0 and "warning: the videos could not be written" in err and "Traceback" not in err, (code, err)
     assert len(read_scalars(only_run_dir(tmp_path))["eval/episodic_return"]) == 2
+    assert len(made) == 3 and closed == made
 
 
 def test_checkpoint_evaluation_refuses_another_env_and_names_its_videos(tmp_path, monkeypatch, capsys):
