@@ -7,8 +7,8 @@ Each finished run is written at once to benchmark/results/<suite>/<run id>.json:
 training curve (the 100-episode moving average of training returns at 200 steps) and final training return, wall time,
 command and the commit it ran from. A run whose file exists is skipped, so a suite stopped at any point resumes where
 it stopped. A run that fails is reported with its last lines (and kept in <run id>.failed.json) while the others go
-on; it is tried again on the next start. Runs get one CPU and one torch thread each. `python benchmark/report.py
---suite <suite>` turns the results into tables and plots.
+on; it is tried again on the next start. Runs get one CPU and one torch thread each, or `--threads` of both.
+`python benchmark/report.py --suite <suite>` turns the results into tables and plots.
 
 It refuses to start from a tree with uncommitted changes to tracked files (outside benchmark/results/), so that every
 result can be reproduced from git; `--allow-dirty` runs anyway and records the commit as `<hash>+changes`. It also
@@ -91,10 +91,11 @@ def read_run_dir(run_dir: Path, total_steps: int) -> dict:
     )
 
 
-@ray.remote(num_cpus=1)
-def execute(run: dict, tail_lines: int = 30) -> dict:
-    """Start the script in a fresh folder, wait for it, and return its metrics (or its last lines if it failed). The
-    task's working directory is the repository, which Ray ships to every node (`runtime_env` in `run_suite`)."""
+@ray.remote(num_cpus=1)  # run_suite asks for `threads` CPUs per task
+def execute(run: dict, threads: int = 1, tail_lines: int = 30) -> dict:
+    """Start the script in a fresh folder with `threads` torch threads, wait for it, and return its metrics (or its last
+    lines if it failed). The task's working directory is the repository, which Ray ships to every node (`runtime_env`
+    in `run_suite`)."""
     repo = Path.cwd()
     command = [
         sys.executable,
@@ -104,13 +105,13 @@ def execute(run: dict, tail_lines: int = 30) -> dict:
         "--seed",
         str(run["seed"]),
         "--threads",
-        "1",
+        str(threads),
         *run["flags"],
     ]
     with tempfile.TemporaryDirectory() as cwd:
         start = time.time()
         proc = subprocess.run(
-            command, cwd=cwd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1")
+            command, cwd=cwd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(threads))
         )
         wall = time.time() - start
         lines = (proc.stdout + proc.stderr).splitlines()
@@ -190,9 +191,11 @@ def progress_line(done, total, failed, started) -> str:
     return f"[{bar:<{width}}] {done}/{total} runs  {failed} failed  {elapsed / 60:.1f} min  {eta}"
 
 
-def run_suite(suite: str, runs: list[Run], results_dir: Path, address=None, num_cpus=None, parallel=None) -> list[dict]:
-    """Run every run of `runs` whose result is not in `results_dir` yet, at most `parallel` at a time (default: as many
-    as the cluster's CPUs allow); return the failures."""
+def run_suite(
+    suite: str, runs: list[Run], results_dir: Path, address=None, num_cpus=None, parallel=None, threads=1
+) -> list[dict]:
+    """Run every run of `runs` whose result is not in `results_dir` yet, each on `threads` CPUs, at most `parallel` at a
+    time (default: as many as the cluster's CPUs allow); return the failures."""
     results_dir.mkdir(parents=True, exist_ok=True)
     todo = [r for r in runs if not (results_dir / f"{r.id}.json").exists()]
     print(
@@ -218,7 +221,7 @@ def run_suite(suite: str, runs: list[Run], results_dir: Path, address=None, num_
             while queue and len(pending) < (parallel or len(todo)):
                 run = queue.pop(0)
                 if not (results_dir / f"{run.id}.json").exists():  # another driver on the same results may have run it
-                    pending[execute.remote(run._asdict())] = run
+                    pending[execute.options(num_cpus=threads).remote(run._asdict(), threads)] = run
             if not pending:
                 break
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=600)
@@ -281,6 +284,13 @@ def main():
         help="run only the runs whose id (<script>__<env>__s<seed>) matches this "
         "regular expression, e.g. '^dqn_atari__', 'Breakout', 's1$'",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads and CPUs per run (default 1): more shortens a run whose updates are large matrix "
+        "products, such as IQN's on MinAtar, at a cost in CPU time per run",
+    )
     parser.add_argument("--results-dir", type=Path, default=None, help="default: benchmark/results/<suite>")
     parser.add_argument(
         "--allow-dirty",
@@ -288,6 +298,11 @@ def main():
         help="run from a tree with uncommitted changes to tracked files (its results are marked <commit>+changes)",
     )
     args = parser.parse_args()
+    cpus = None if args.address else args.num_cpus or os.cpu_count()  # a cluster's nodes are not known here
+    if args.threads < 1 or (cpus and args.threads > cpus):
+        limit = f"between 1 and the local instance's {cpus} CPUs" if cpus else "≥ 1"
+        print(f"error: --threads {args.threads}: must be {limit}", file=sys.stderr)
+        sys.exit(2)
     changes = uncommitted_changes()
     if changes and not args.allow_dirty:
         files = ", ".join(line[3:] for line in changes[:5]) + (", ..." if len(changes) > 5 else "")
@@ -307,7 +322,7 @@ def main():
             file=sys.stderr,
         )
         sys.exit(2)
-    failures = run_suite(args.suite, runs, results_dir, args.address, args.num_cpus, args.parallel)
+    failures = run_suite(args.suite, runs, results_dir, args.address, args.num_cpus, args.parallel, args.threads)
     sys.exit(1 if failures else 0)
 
 

@@ -70,6 +70,8 @@ def test_smoke_suite_runs_resumes_and_reports(tmp_path):
 
 
 def test_a_failed_run_is_reported_with_its_last_lines_and_the_others_go_on(tmp_path, capsys):
+    """Also: `threads` reach the script (--threads 2 in the recorded command). Mutation run: the command's --threads
+    left at 1."""
     good = Run(
         "dqn_atari.py",
         "CartPole-v1",
@@ -85,9 +87,10 @@ def test_a_failed_run_is_reported_with_its_last_lines_and_the_others_go_on(tmp_p
             "0",
         ),
     )
-    failures = runner.run_suite("test", [bad, good], tmp_path, num_cpus=2)
+    failures = runner.run_suite("test", [bad, good], tmp_path, num_cpus=2, threads=2)
     assert [f["run"]["seed"] for f in failures] == [2]
     assert (tmp_path / f"{good.id}.json").exists() and not (tmp_path / f"{bad.id}.json").exists()
+    assert "--threads 2 " in json.loads((tmp_path / f"{good.id}.json").read_text())["command"]
     failed = json.loads((tmp_path / f"{bad.id}.failed.json").read_text())
     assert failed["returncode"] == 2 and any("--total-timesteps 0: must be ≥ 1" in line for line in failed["tail"])
     printed = capsys.readouterr().out
@@ -278,8 +281,9 @@ def test_anchors_add_their_own_rows_in_step_order():
 def test_dirty_tree_refused_unless_allowed(tmp_path, monkeypatch, capsys):
     """run.py stops with a one-line error naming --allow-dirty where a tracked file has uncommitted changes; with the
     flag it runs and records `<hash>+changes`. Untracked files and changes under benchmark/results/ do not count.
-    Mutations run: no check (the suite starts); benchmark/results/ counted (the clean tree with a changed result is
-    refused)."""
+    `--threads` outside 1 to the local instance's CPUs is refused with one line. Mutations run: no check (the suite
+    starts); benchmark/results/ counted (the clean tree with a changed result is refused); no --threads check (the
+    suite starts)."""
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
     (tmp_path / "benchmark" / "results").mkdir(parents=True)
     (tmp_path / "script.py").write_text("a = 1\n")
@@ -301,6 +305,12 @@ def test_dirty_tree_refused_unless_allowed(tmp_path, monkeypatch, capsys):
     (tmp_path / "benchmark" / "results" / "r.json").write_text('{"more": 1}\n')
     (tmp_path / "untracked.py").write_text("b = 2\n")
     assert main() == 0 and started == [head]
+    for threads in (0, 3):  # one line before anything starts, as for the other flags
+        assert main("--num-cpus", "2", "--threads", str(threads)) == 2 and len(started) == 1
+        assert (
+            capsys.readouterr().err
+            == f"error: --threads {threads}: must be between 1 and the local instance's 2 CPUs\n"
+        )
     (tmp_path / "script.py").write_text("a = 2\n")
     assert main() == 2
     message = capsys.readouterr().err
