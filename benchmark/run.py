@@ -214,6 +214,14 @@ def run_suite(
         runtime_env={"working_dir": str(ROOT), "excludes": excludes},
     )
     print(f"ray: {ray.cluster_resources().get('CPU', 0):.0f} CPUs", flush=True)
+    largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]), default=0)
+    if threads > largest:  # Ray would wait for such a node for ever
+        ray.shutdown()
+        print(
+            f"error: --threads {threads}: no node of this Ray instance has more than {largest:.0f} CPUs",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     commit, failures, started = git_commit(), [], time.time()
     queue, pending = list(todo), {}
     try:
@@ -276,7 +284,7 @@ def main():
         type=int,
         default=None,
         help="at most this many runs at a time (default: as many as "
-        "the cluster has CPUs), so that suites can share a cluster",
+        "the cluster's CPUs hold, --threads each), so that suites can share a cluster",
     )
     parser.add_argument(
         "--only",
@@ -289,7 +297,7 @@ def main():
         type=int,
         default=1,
         help="torch threads and CPUs per run (default 1): more shortens a run whose updates are large matrix "
-        "products, such as IQN's on MinAtar, at a cost in CPU time per run",
+        "products, such as IQN's on MinAtar, but fewer runs fit on the cores at once",
     )
     parser.add_argument("--results-dir", type=Path, default=None, help="default: benchmark/results/<suite>")
     parser.add_argument(
@@ -298,10 +306,8 @@ def main():
         help="run from a tree with uncommitted changes to tracked files (its results are marked <commit>+changes)",
     )
     args = parser.parse_args()
-    cpus = None if args.address else args.num_cpus or os.cpu_count()  # a cluster's nodes are not known here
-    if args.threads < 1 or (cpus and args.threads > cpus):
-        limit = f"between 1 and the local instance's {cpus} CPUs" if cpus else "≥ 1"
-        print(f"error: --threads {args.threads}: must be {limit}", file=sys.stderr)
+    if args.threads < 1:
+        print(f"error: --threads {args.threads}: must be ≥ 1", file=sys.stderr)
         sys.exit(2)
     changes = uncommitted_changes()
     if changes and not args.allow_dirty:

@@ -14,13 +14,13 @@ import run as runner  # noqa: E402
 from suites import SUITES, Run  # noqa: E402
 
 
-def run_tool(tool, *args, cwd):
+def run_tool(tool, *args, cwd, timeout=600):
     return subprocess.run(
         [sys.executable, str(ROOT / "benchmark" / tool), *map(str, args)],
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
     )
 
 
@@ -281,9 +281,8 @@ def test_anchors_add_their_own_rows_in_step_order():
 def test_dirty_tree_refused_unless_allowed(tmp_path, monkeypatch, capsys):
     """run.py stops with a one-line error naming --allow-dirty where a tracked file has uncommitted changes; with the
     flag it runs and records `<hash>+changes`. Untracked files and changes under benchmark/results/ do not count.
-    `--threads` outside 1 to the local instance's CPUs is refused with one line. Mutations run: no check (the suite
-    starts); benchmark/results/ counted (the clean tree with a changed result is refused); no --threads check (the
-    suite starts)."""
+    Mutations run: no check (the suite starts); benchmark/results/ counted (the clean tree with a changed result is
+    refused)."""
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
     (tmp_path / "benchmark" / "results").mkdir(parents=True)
     (tmp_path / "script.py").write_text("a = 1\n")
@@ -305,12 +304,6 @@ def test_dirty_tree_refused_unless_allowed(tmp_path, monkeypatch, capsys):
     (tmp_path / "benchmark" / "results" / "r.json").write_text('{"more": 1}\n')
     (tmp_path / "untracked.py").write_text("b = 2\n")
     assert main() == 0 and started == [head]
-    for threads in (0, 3):  # one line before anything starts, as for the other flags
-        assert main("--num-cpus", "2", "--threads", str(threads)) == 2 and len(started) == 1
-        assert (
-            capsys.readouterr().err
-            == f"error: --threads {threads}: must be between 1 and the local instance's 2 CPUs\n"
-        )
     (tmp_path / "script.py").write_text("a = 2\n")
     assert main() == 2
     message = capsys.readouterr().err
@@ -411,3 +404,16 @@ def test_offline_runs_refused_where_the_local_dataset_is_not_datasets_json(tmp_p
         assert ("is not in" if "dataset_id" in changed else "here has") in message and len(started) == 1
     (results / "datasets.json").unlink()
     assert main() == 0 and len(started) == 2
+
+
+def test_threads_below_one_or_beyond_every_nodes_cpus_are_refused_with_one_line(tmp_path):
+    """`--threads 0` stops run.py before Ray starts; more threads than any node of the Ray instance has CPUs (a task
+    Ray would wait on for ever) stop it once Ray has started, before any run. Mutations run: no check in main (the
+    smoke suite runs); no check in run_suite (Ray waits: the call times out)."""
+    flags = ["--suite", "smoke", "--results-dir", tmp_path / "results", "--allow-dirty", "--num-cpus", 1]
+    out = run_tool("run.py", *flags, "--threads", 0, cwd=tmp_path, timeout=120)
+    assert out.returncode == 2 and out.stderr == "error: --threads 0: must be ≥ 1\n", out.stdout + out.stderr
+    out = run_tool("run.py", *flags, "--threads", 2, cwd=tmp_path, timeout=120)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 2 and errors == ["error: --threads 2: no node of this Ray instance has more than 1 CPUs"]
+    assert not list((tmp_path / "results").glob("*.json"))
