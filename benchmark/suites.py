@@ -175,7 +175,7 @@ MINATAR_RAINBOWS = {
 # MuJoCo: the scripts' defaults (CleanRL's), with a deterministic evaluation of 10 episodes every 10k transitions, up
 # to 300k. TD3's defaults are also the protocol of Tianshou's TD3 curves (25k random steps, Adam 3e-4, batch 256,
 # 256-256 networks), so the `td3` runs are compared with Tianshou's TD3 curves.
-# `td3_paper` (seed 1): the settings of the TD3 paper's curves (Fujimoto et al. 2018; main.py and TD3.py at commit
+# `td3_paper`: the settings of the TD3 paper's curves (Fujimoto et al. 2018; main.py and TD3.py at commit
 # bc98e62 of sfujim/TD3): 10k random steps, batch 100, Adam 1e-3; their 400-300 networks are 256-256 here. One
 # difference remains: their main.py trains at each episode's end, for that episode's length, from the first episode
 # on, random steps included, where --learning-starts takes no gradient step before 10k: about 90k gradient steps at
@@ -187,14 +187,16 @@ TD3_PAPER = ["--algo", "td3", *MUJOCO, "--learning-starts", 10_000, "--batch-siz
 
 
 def mujoco_runs(seeds) -> list[Run]:
-    """Seeds outermost, so that a suite stopped early has every algorithm on every env; the TD3 paper's settings
-    once, at seed 1."""
+    """Seeds outermost, so that a suite stopped early has every algorithm, and the TD3 paper's settings, on every
+    env."""
+    variants = {algo: ["--algo", algo, *MUJOCO, *flags] for algo, flags in MUJOCO_PER_ALGO.items()}
+    variants["td3_paper"] = TD3_PAPER
     return [
-        Run("ddpg_td3_sac.py", env_id, seed, tuple(map(str, ["--algo", algo, *MUJOCO, *flags])), variant=algo)
+        Run("ddpg_td3_sac.py", env_id, seed, tuple(map(str, flags)), variant=name)
         for seed in seeds
-        for algo, flags in MUJOCO_PER_ALGO.items()
+        for name, flags in variants.items()
         for env_id in MUJOCO_ENVS
-    ] + [Run("ddpg_td3_sac.py", env_id, 1, tuple(map(str, TD3_PAPER)), variant="td3_paper") for env_id in MUJOCO_ENVS]
+    ]
 
 
 # offline: IQL on the datasets of benchmark/offline_datasets.py, the paper's locomotion settings (its defaults here),
