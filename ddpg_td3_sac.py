@@ -366,7 +366,8 @@ def main(args: Args) -> None:
                         writer.add_scalar(f"losses/qf{i + 1}_loss", loss, global_step)
                     writer.add_scalar("losses/q_values", q_taken.mean(), global_step)
                     writer.add_scalar("losses/actor_loss", policy_loss, global_step)
-                    writer.add_scalar("losses/alpha", log_alpha.exp(), global_step)
+                    if args.algo == "sac":  # DDPG and TD3 have no temperature
+                        writer.add_scalar("losses/alpha", log_alpha.exp(), global_step)
             if args.checkpoint_frequency and global_step % args.checkpoint_frequency < args.num_envs:
                 save_checkpoint(model_path, actor, qfs, args)
             # the learning curve; the final evaluation (after the loop) is its last point
