@@ -4,10 +4,10 @@
     python benchmark/run.py --suite minatar --address auto    # join a running cluster (or set RAY_ADDRESS)
 
 Each finished run is written at once to benchmark/results/<suite>/<run id>.json: its final evaluation returns, its
-training curve (the 100-episode moving average of training returns at 200 steps) and final training return, wall time,
-command and the commit it ran from. A run whose file exists is skipped, so a suite stopped at any point resumes where
-it stopped. A run that fails is reported with its last lines (and kept in <run id>.failed.json) while the others go
-on; it is tried again on the next start. Runs get one CPU and one torch thread each, or `--threads` of both.
+training curve (the 100-episode moving average of training returns at 200 steps) and final training return, start and
+wall time, command and the commit it ran from. A run whose file exists is skipped, so a suite stopped at any point
+resumes where it stopped. A run that fails is reported with its last lines (and kept in <run id>.failed.json) while the
+others go on; it is tried again on the next start. Runs get one CPU and one torch thread each, or `--threads` of both.
 `python benchmark/report.py --suite <suite>` turns the results into tables and plots.
 
 It refuses to start from a tree with uncommitted changes to tracked files (outside benchmark/results/), so that every
@@ -118,6 +118,7 @@ def execute(run: dict, threads: int = 1, tail_lines: int = 30) -> dict:
         result = {
             "run": run,
             "command": " ".join(command[1:]).replace(str(repo) + "/", ""),
+            "start_s": round(start, 2),  # Unix time
             "wall_s": round(wall, 1),
             "returncode": proc.returncode,
             "tail": lines[-tail_lines:],
