@@ -1,5 +1,6 @@
 """Tests of benchmark/: the runner (Ray tasks, resuming, failures), the report's statistics and the smoke suite."""
 
+import collections
 import json
 import subprocess
 import sys
@@ -94,6 +95,7 @@ def test_a_failed_run_is_reported_with_its_last_lines_and_the_others_go_on(tmp_p
     assert "--threads 2 " in json.loads((tmp_path / f"{good.id}.json").read_text())["command"]
     failed = json.loads((tmp_path / f"{bad.id}.failed.json").read_text())
     first, second = sorted([failed, json.loads((tmp_path / f"{good.id}.json").read_text())], key=lambda r: r["start_s"])
+    assert first["wall_s"] >= 1  # long enough for an overlap to show
     assert first["start_s"] + first["wall_s"] - 0.1 <= second["start_s"]
     assert failed["returncode"] == 2 and any("--total-timesteps 0: must be ≥ 1" in line for line in failed["tail"])
     printed = capsys.readouterr().out
@@ -204,6 +206,15 @@ def test_every_anchor_names_a_source_and_every_suite_runs_scripts_that_exist(sui
     assert len({run.id for run in SUITES[suite]}) == len(SUITES[suite])  # no two runs write the same file
     for run in SUITES[suite]:
         assert (ROOT / run.script).exists() and int(run.flags[run.flags.index("--total-timesteps") + 1]) > 0
+
+
+@pytest.mark.parametrize("suite", sorted(SUITES))
+def test_every_cell_of_a_suite_is_planned_at_the_same_seeds(suite):
+    """Each (script and variant, env) cell gets the suite's seeds, so that no cell is left at fewer."""
+    seeds = collections.defaultdict(set)
+    for run in SUITES[suite]:
+        seeds[run.name, run.env_id].add(run.seed)
+    assert len({frozenset(s) for s in seeds.values()}) == 1, dict(seeds)
 
 
 def classic_rows(values, planned=3, commits=None, anchors=None):
