@@ -123,6 +123,7 @@ def execute(run: dict, threads: int = 1, tail_lines: int = 30) -> dict:
             "returncode": proc.returncode,
             "tail": lines[-tail_lines:],
             "host": os.uname().nodename,
+            "nice": os.nice(0),  # the run's niceness (the script inherits the worker's)
         }
         if proc.returncode == 0:
             run_dirs = list(Path(cwd, "runs").iterdir())
@@ -206,6 +207,11 @@ def run_suite(
     if not todo:
         return []
     excludes = ["/.git", ".ruff_cache/", "runs/", "videos/", "benchmark/results/", "__pycache__/", "*.pt", "wandb/"]
+    # Ray starts its workers at a niceness 15 above its own (RAY_worker_niceness), so that they yield to Ray's own
+    # processes; here a worker is the run, and at that niceness it yields to anything else on the machine too. 0 keeps
+    # the runner's niceness in a new instance's workers (`nice python benchmark/run.py ...` lowers their priority); a
+    # cluster's workers keep the cluster's setting.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     # "local": a new instance on this machine, even where another one runs (ray.init() alone would join that one)
     ray.init(
         address=address or "local",

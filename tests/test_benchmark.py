@@ -2,6 +2,7 @@
 
 import collections
 import json
+import os
 import subprocess
 import sys
 
@@ -71,9 +72,10 @@ def test_smoke_suite_runs_resumes_and_reports(tmp_path):
 
 
 def test_a_failed_run_is_reported_with_its_last_lines_and_the_others_go_on(tmp_path, capsys):
-    """Also: `threads` reach the script (--threads 2 in the recorded command), and each run holds that many of Ray's
-    CPUs, so that on 2 CPUs the two runs go one after the other. Mutations run: the command's --threads left at 1; the
-    task's CPUs left at 1 (the runs overlap)."""
+    """Also: `threads` reach the script (--threads 2 in the recorded command), each run holds that many of Ray's CPUs,
+    so that on 2 CPUs the two runs go one after the other, and the runs keep the runner's niceness. Mutations run: the
+    command's --threads left at 1; the task's CPUs left at 1 (the runs overlap); Ray's worker niceness left at its
+    default."""
     good = Run(
         "dqn_atari.py",
         "CartPole-v1",
@@ -97,6 +99,7 @@ def test_a_failed_run_is_reported_with_its_last_lines_and_the_others_go_on(tmp_p
     first, second = sorted([failed, json.loads((tmp_path / f"{good.id}.json").read_text())], key=lambda r: r["start_s"])
     assert first["wall_s"] >= 1  # long enough for an overlap to show
     assert first["start_s"] + first["wall_s"] - 0.1 <= second["start_s"]
+    assert first["nice"] == second["nice"] == os.nice(0)
     assert failed["returncode"] == 2 and any("--total-timesteps 0: must be ≥ 1" in line for line in failed["tail"])
     printed = capsys.readouterr().out
     assert "FAILED (exit 2)" in printed and "--total-timesteps 0: must be ≥ 1" in printed and "1 runs failed" in printed
