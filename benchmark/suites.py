@@ -237,9 +237,13 @@ def offline_runs(seeds) -> list[Run]:
 SUITES = {
     "classic": runs(["dqn_atari.py", "c51_atari.py"], CLASSIC_ENVS, [1, 2, 3], CLASSIC, CLASSIC_PER_SCRIPT)
     + runs(["qrdqn_atari.py", "iqn_atari.py", "fqf_atari.py"], CLASSIC_ENVS, [1, 2, 3], CLASSIC, CLASSIC_PER_SCRIPT),
-    "minatar": runs(["dqn_atari.py"], MINATAR_GAMES, [1, 2], MINATAR_DQN)
+    "minatar": runs(["dqn_atari.py"], MINATAR_GAMES, [1, 2, 3], MINATAR_DQN)
     + runs(
-        ["c51_atari.py", "qrdqn_atari.py", "iqn_atari.py"], MINATAR_GAMES[:2], [1, 2], MINATAR_RR, MINATAR_RR_PER_SCRIPT
+        ["c51_atari.py", "qrdqn_atari.py", "iqn_atari.py"],
+        MINATAR_GAMES[:2],
+        [1, 2, 3],
+        MINATAR_RR,
+        MINATAR_RR_PER_SCRIPT,
     )
     + [
         Run(
@@ -250,7 +254,7 @@ SUITES = {
             variant=name,
         )
         for name, flags in MINATAR_RAINBOWS.items()
-        for seed in [1, 2]
+        for seed in [1, 2, 3]
         for game in MINATAR_GAMES[:2]
     ],
     "mujoco": mujoco_runs([1, 2, 3]),
