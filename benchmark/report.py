@@ -307,8 +307,10 @@ def iqm_lines(grouped: dict, anchors: dict, step: int = 1_000_000) -> list[str]:
             continue
         # rliable's StratifiedBootstrap draws its resamples from numpy's global RNG (np.random.choice), whatever its
         # random_state: seeding that, per script, makes the CI the same on every run and independent of the other rows
+        state = np.random.get_state()
         np.random.seed(0)
         point, interval = rly.get_interval_estimates(scores, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=2000)
+        np.random.set_state(state)
         lines.append(
             f"| {display(script)} | {len(games)} ({', '.join(g.split('/')[-1] for g in games)}) | {n} | "
             f"{point[script][0]:.2f} | {interval[script][0, 0]:.2f} – {interval[script][1, 0]:.2f} |"

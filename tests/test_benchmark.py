@@ -198,24 +198,30 @@ def test_iqm_of_scores_equal_to_the_anchors_is_one():
 
 
 def test_iqm_ci_is_the_same_on_every_run():
-    """The aggregate's bootstrap CI is a function of the scores alone: not of numpy's global RNG, which rliable's
-    resampling draws from, nor of the other scripts' rows. Mutation run: without the seeding in `iqm_lines` the two
-    lines differ."""
+    """The aggregate's bootstrap CI is a function of the script's scores alone: not of numpy's global RNG, which
+    rliable's resampling draws from, nor of the other scripts' rows. Mutation run: without the seeding in `iqm_lines`
+    the lines differ."""
     anchors = {
         key: a
         for key, a in report.load_anchors("minatar").items()
         if key[0] == "dqn_atari.py" and key[2:] == ("train_return_last100", 1_000_000)
     }
     rng = np.random.default_rng(0)
-    grouped = {
-        ("dqn_atari.py", env): [result_with([a["mean"] * rng.uniform(0.2, 3.0)] * 100) for _ in range(3)]
-        for (_, env, _, _), a in anchors.items()
-    }
-    lines = []
-    for state in (1, 2):
-        np.random.seed(state)
-        lines.append([row for row in report.iqm_lines(grouped, anchors) if row.startswith("| dqn_atari |")])
-    assert lines[0] == lines[1]
+
+    def runs():
+        return {
+            env: [result_with([a["mean"] * rng.uniform(0.2, 3.0)] * 100) for _ in range(3)]
+            for (_, env, _, _), a in anchors.items()
+        }
+
+    dqn, c51 = runs(), runs()
+    lines = set()
+    for state in range(1, 6):
+        for others in ({}, {("c51_atari.py", env): results for env, results in c51.items()}):
+            np.random.seed(state)
+            grouped = {**others, **{("dqn_atari.py", env): results for env, results in dqn.items()}}
+            lines |= {row for row in report.iqm_lines(grouped, anchors) if row.startswith("| dqn_atari |")}
+    assert len(lines) == 1
 
 
 @pytest.mark.parametrize("suite", sorted(SUITES))
