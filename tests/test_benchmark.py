@@ -179,15 +179,20 @@ def test_bootstrap_ci_of_the_mean():
     assert all(np.isnan(report.bootstrap_ci([1.0])))
 
 
-def test_iqm_of_scores_equal_to_the_anchors_is_one():
-    """Each game's score is divided by its anchor before aggregating: a run scoring exactly the published numbers on
-    every game has an IQM of 1.0, and twice them 2.0, whatever the games' scales. Only the final training return's
-    anchors count. Mutation run: every anchor of the game counts (the 250k ones replace the 1M ones: IQM 0.01)."""
-    anchors = {
+def minatar_dqn_final_anchors() -> dict:
+    """The MinAtar paper's DQN anchors of the final training return, the ones the IQM divides by."""
+    return {
         key: a
         for key, a in report.load_anchors("minatar").items()
         if key[0] == "dqn_atari.py" and key[2:] == ("train_return_last100", 1_000_000)
     }
+
+
+def test_iqm_of_scores_equal_to_the_anchors_is_one():
+    """Each game's score is divided by its anchor before aggregating: a run scoring exactly the published numbers on
+    every game has an IQM of 1.0, and twice them 2.0, whatever the games' scales. Only the final training return's
+    anchors count. Mutation run: every anchor of the game counts (the 250k ones replace the 1M ones: IQM 0.01)."""
+    anchors = minatar_dqn_final_anchors()
     published = {env: a["mean"] for (_, env, _, _), a in anchors.items()}
     # anchors of the training curve before the end, far from the end's, must not enter the aggregate
     anchors |= {("dqn_atari.py", env, "train_return_at", 250_000): {"mean": 100 * m} for env, m in published.items()}
@@ -201,11 +206,7 @@ def test_iqm_ci_is_the_same_on_every_run():
     """The aggregate's bootstrap CI is a function of the script's scores alone: not of numpy's global RNG, which
     rliable's resampling draws from, nor of the other scripts' rows. Mutation run: without the seeding in `iqm_lines`
     the lines differ."""
-    anchors = {
-        key: a
-        for key, a in report.load_anchors("minatar").items()
-        if key[0] == "dqn_atari.py" and key[2:] == ("train_return_last100", 1_000_000)
-    }
+    anchors = minatar_dqn_final_anchors()
     rng = np.random.default_rng(0)
 
     def runs():
