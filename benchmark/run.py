@@ -18,6 +18,8 @@ and results on those are not comparable. Runs on other datasets belong in a `--r
 """
 
 import argparse
+import collections
+import heapq
 import json
 import os
 import re
@@ -185,11 +187,26 @@ def git_commit() -> str:
     return (out.stdout.strip() or "unknown") + ("+changes" if uncommitted_changes() else "")
 
 
-def progress_line(done, total, failed, started) -> str:
-    """A bar of runs done out of total, with an ETA from the mean time per run finished so far in this sitting."""
+def eta_s(todo, took, walls, slots, elapsed) -> float | None:
+    """Seconds until the last run of `todo` ends, if the runs start in `todo`'s order, `slots` at a time, each as soon
+    as one is free. A run that has ended took its time (`took`, by id); any other takes the mean wall time of its
+    cell's finished runs (`walls`, by script, variant and env: earlier seeds and this sitting's), else of every cell's.
+    None while no run has finished to go by."""
+    every = [w for cell in walls.values() for w in cell]
+    ends = [0.0] * slots  # a heap: when each slot is free next
+    for run in todo:
+        known = walls.get((run.name, run.env_id)) or every
+        if run.id not in took and not known:
+            return None
+        heapq.heapreplace(ends, ends[0] + took.get(run.id, sum(known) / max(len(known), 1)))
+    return max(max(ends) - elapsed, 0.0)
+
+
+def progress_line(done, total, failed, started, eta) -> str:
+    """A bar of runs done out of total, the time elapsed and the ETA in seconds (`eta_s`; None: n/a)."""
     width, elapsed = 30, time.time() - started
     bar = "#" * round(width * done / max(total, 1))
-    eta = f"ETA {elapsed / done * (total - done) / 60:.1f} min" if done else "ETA n/a"
+    eta = "ETA n/a" if eta is None else f"ETA {eta / 60:.1f} min"
     return f"[{bar:<{width}}] {done}/{total} runs  {failed} failed  {elapsed / 60:.1f} min  {eta}"
 
 
@@ -231,6 +248,18 @@ def run_suite(
         sys.exit(2)
     commit, failures, started = git_commit(), [], time.time()
     queue, pending = list(todo), {}
+    # for the ETA: how many runs go at once, the time each run of this sitting took, the wall times of finished runs
+    slots = max(1, min(parallel or len(todo), int(ray.cluster_resources().get("CPU", 0) // threads)))
+    took, walls = {}, collections.defaultdict(list)
+    for run in set(runs) - set(todo):
+        walls[(run.name, run.env_id)].append(json.loads((results_dir / f"{run.id}.json").read_text())["wall_s"])
+
+    def progress() -> str:
+        done = len(todo) - len(pending) - len(queue)
+        eta = eta_s(todo, took, walls, slots, time.time() - started)
+        return progress_line(done, len(todo), len(failures), started, eta)
+
+    print(progress(), flush=True)
     try:
         while queue or pending:
             while queue and len(pending) < (parallel or len(todo)):
@@ -241,8 +270,7 @@ def run_suite(
                 break
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=600)
             if not ready:
-                done = len(todo) - len(pending) - len(queue)
-                print(progress_line(done, len(todo), len(failures), started) + "  (runs in progress)", flush=True)
+                print(progress() + "  (runs in progress)", flush=True)
                 continue
             run = pending.pop(ready[0])
             try:
@@ -250,7 +278,9 @@ def run_suite(
             except ray.exceptions.RayError as e:  # the task itself died (a node lost, the worker killed)
                 result = {"run": run._asdict(), "returncode": -1, "tail": str(e).splitlines()[-5:]}
             result["commit"] = commit
+            took[run.id] = result.get("wall_s", 0.0)
             if result["returncode"] == 0:
+                walls[(run.name, run.env_id)].append(result["wall_s"])
                 (results_dir / f"{run.id}.json").write_text(json.dumps(result))
                 (results_dir / f"{run.id}.failed.json").unlink(missing_ok=True)
                 mean_eval = sum(result["eval_returns"]) / max(len(result["eval_returns"]), 1)
@@ -259,8 +289,7 @@ def run_suite(
                 (results_dir / f"{run.id}.failed.json").write_text(json.dumps(result))
                 failures.append(result)
                 what = f"FAILED (exit {result['returncode']}):\n    " + "\n    ".join(result["tail"][-10:])
-            done = len(todo) - len(pending) - len(queue)
-            print(f"{progress_line(done, len(todo), len(failures), started)}  {run.id}: {what}", flush=True)
+            print(f"{progress()}  {run.id}: {what}", flush=True)
     finally:
         ray.shutdown()
     if failures:

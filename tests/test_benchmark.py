@@ -73,9 +73,10 @@ def test_smoke_suite_runs_resumes_and_reports(tmp_path):
 
 def test_a_failed_run_is_reported_with_its_last_lines_and_the_others_go_on(tmp_path, capsys):
     """Also: `threads` reach the script (--threads 2 in the recorded command), each run holds that many of Ray's CPUs,
-    so that on 2 CPUs the two runs go one after the other, and the runs keep the runner's niceness. Mutations run: the
-    command's --threads left at 1; the task's CPUs left at 1 (the runs overlap); Ray's worker niceness left at its
-    default."""
+    so that on 2 CPUs the two runs go one after the other, and the runs keep the runner's niceness; the first line's ETA
+    counts one run at a time, each taking the wall time of the cell's finished seed. Mutations run: the command's
+    --threads left at 1; the task's CPUs left at 1 (the runs overlap); Ray's worker niceness left at its default; the
+    ETA's slots counted without --threads; the finished seeds' wall times not read."""
     good = Run(
         "dqn_atari.py",
         "CartPole-v1",
@@ -91,7 +92,9 @@ def test_a_failed_run_is_reported_with_its_last_lines_and_the_others_go_on(tmp_p
             "0",
         ),
     )
-    failures = runner.run_suite("test", [bad, good], tmp_path, num_cpus=2, threads=2)
+    earlier = good._replace(seed=3)  # a finished seed of the cell: the ETA's guess at each run's wall time
+    (tmp_path / f"{earlier.id}.json").write_text(json.dumps({"wall_s": 1000.0}))
+    failures = runner.run_suite("test", [bad, good, earlier], tmp_path, num_cpus=2, threads=2)
     assert [f["run"]["seed"] for f in failures] == [2]
     assert (tmp_path / f"{good.id}.json").exists() and not (tmp_path / f"{bad.id}.json").exists()
     assert "--threads 2 " in json.loads((tmp_path / f"{good.id}.json").read_text())["command"]
@@ -102,7 +105,26 @@ def test_a_failed_run_is_reported_with_its_last_lines_and_the_others_go_on(tmp_p
     assert first["nice"] == second["nice"] == os.nice(0)
     assert failed["returncode"] == 2 and any("--total-timesteps 0: must be ≥ 1" in line for line in failed["tail"])
     printed = capsys.readouterr().out
+    assert "0/2 runs  0 failed  0.0 min  ETA 33.3 min" in printed  # two runs of 1000 s, one at a time
     assert "FAILED (exit 2)" in printed and "--total-timesteps 0: must be ≥ 1" in printed and "1 runs failed" in printed
+
+
+def test_the_eta_schedules_the_runs_left_on_the_slots_at_their_cells_mean_wall_times():
+    """Mutations run: the time elapsed not subtracted; the clamp at 0 dropped; the slots ignored (one after the other);
+    the time a finished run took replaced by its cell's mean; no fallback to every cell's mean."""
+    iqn_s2, iqn_s3 = Run("iqn_atari.py", "MinAtar/Breakout-v0", 2), Run("iqn_atari.py", "MinAtar/Breakout-v0", 3)
+    dqn = Run("dqn_atari.py", "MinAtar/Breakout-v0", 1)
+    walls = {("iqn_atari.py", "MinAtar/Breakout-v0"): [3600.0, 2400.0]}
+    assert runner.eta_s([iqn_s2, iqn_s3], {}, walls, slots=1, elapsed=600) == 2 * 3000 - 600
+    assert runner.eta_s([iqn_s2, iqn_s3], {}, walls, slots=2, elapsed=600) == 3000 - 600
+    assert runner.eta_s([iqn_s2, iqn_s3, dqn], {}, walls, slots=2, elapsed=0) == 2 * 3000  # DQN: every cell's mean
+    assert runner.eta_s([iqn_s2, iqn_s3], {}, walls, slots=1, elapsed=7000) == 0  # past the guess, not negative
+    walls[("iqn_atari.py", "MinAtar/Breakout-v0")].append(2000.0)  # seed 2 ended after 2000 s
+    assert runner.eta_s([iqn_s2, iqn_s3], {iqn_s2.id: 2000.0}, walls, slots=1, elapsed=2100) == pytest.approx(
+        2000 + 8000 / 3 - 2100
+    )
+    assert runner.eta_s([dqn], {}, {}, slots=1, elapsed=0) is None
+    assert "ETA n/a" in runner.progress_line(0, 1, 0, 0.0, None)
 
 
 def test_curve_is_the_moving_average_of_the_last_100_returns():
