@@ -187,24 +187,43 @@ def git_commit() -> str:
     return (out.stdout.strip() or "unknown") + ("+changes" if uncommitted_changes() else "")
 
 
-def eta_s(todo, took, walls, slots, elapsed) -> float | None:
-    """Seconds until the last run of `todo` ends, if the runs start in `todo`'s order, `slots` at a time, each as soon
-    as one is free. A run that has ended took its time (`took`, by id); any other takes the mean wall time of its
-    cell's finished runs (`walls`, by script, variant and env: earlier seeds and this sitting's), else of every cell's.
-    None while no run has finished to go by."""
+def finished_walls(results_dir: Path) -> dict[tuple, list[float]]:
+    """The wall times of the runs that succeeded in `results_dir`, by cell (script, variant and env), whatever
+    `--threads` they ran at; a file that can't be read is left out."""
+    walls = collections.defaultdict(list)
+    for path in results_dir.glob("*.json"):
+        try:
+            result = json.loads(path.read_text())
+            run, wall = Run(**result["run"]), float(result["wall_s"])
+        except (ValueError, TypeError, KeyError):  # cut short, or not a run's result (datasets.json)
+            continue
+        if result.get("returncode") == 0:  # not a .failed.json
+            walls[(run.name, run.env_id)].append(wall)
+    return walls
+
+
+def eta_s(runs, ended, walls, slots, elapsed) -> float | None:
+    """Seconds until the last of `runs` ends, if they start in order, `slots` at a time, each as soon as a slot is free.
+    A run that has ended did so at `ended[run.id]` (seconds into the sitting). Any other takes the mean wall time of its
+    cell's successful runs (`walls`, by script, variant and env), else of every cell's, and ends no sooner than now
+    (`elapsed`). None while no run has succeeded to go by."""
     every = [w for cell in walls.values() for w in cell]
     ends = [0.0] * slots  # a heap: when each slot is free next
-    for run in todo:
+    for end in sorted(ended.values()):
+        heapq.heapreplace(ends, end)
+    for run in runs:
+        if run.id in ended:
+            continue
         known = walls.get((run.name, run.env_id)) or every
-        if run.id not in took and not known:
+        if not known:
             return None
-        heapq.heapreplace(ends, ends[0] + took.get(run.id, sum(known) / max(len(known), 1)))
+        heapq.heapreplace(ends, max(ends[0] + sum(known) / len(known), elapsed))
     return max(max(ends) - elapsed, 0.0)
 
 
-def progress_line(done, total, failed, started, eta) -> str:
-    """A bar of runs done out of total, the time elapsed and the ETA in seconds (`eta_s`; None: n/a)."""
-    width, elapsed = 30, time.time() - started
+def progress_line(done, total, failed, elapsed, eta) -> str:
+    """A bar of runs done out of total, the failures, the minutes elapsed and the ETA (`eta`: seconds, or None)."""
+    width = 30
     bar = "#" * round(width * done / max(total, 1))
     eta = "ETA n/a" if eta is None else f"ETA {eta / 60:.1f} min"
     return f"[{bar:<{width}}] {done}/{total} runs  {failed} failed  {elapsed / 60:.1f} min  {eta}"
@@ -238,7 +257,8 @@ def run_suite(
         runtime_env={"working_dir": str(ROOT), "excludes": excludes},
     )
     print(f"ray: {ray.cluster_resources().get('CPU', 0):.0f} CPUs", flush=True)
-    largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]), default=0)
+    nodes = [node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]]  # their CPUs
+    largest = max(nodes, default=0)
     if threads > largest:  # Ray would wait for such a node for ever
         ray.shutdown()
         print(
@@ -248,23 +268,23 @@ def run_suite(
         sys.exit(2)
     commit, failures, started = git_commit(), [], time.time()
     queue, pending = list(todo), {}
-    # for the ETA: how many runs go at once, the time each run of this sitting took, the wall times of finished runs
-    slots = max(1, min(parallel or len(todo), int(ray.cluster_resources().get("CPU", 0) // threads)))
-    took, walls = {}, collections.defaultdict(list)
-    for run in set(runs) - set(todo):
-        walls[(run.name, run.env_id)].append(json.loads((results_dir / f"{run.id}.json").read_text())["wall_s"])
+    # for the ETA: how many runs fit at once, when each run of this sitting ended, the finished runs' wall times
+    slots = max(1, min(parallel or len(todo), sum(int(cpus // threads) for cpus in nodes)))
+    ended, ran_elsewhere, walls = {}, [], finished_walls(results_dir)
 
     def progress() -> str:
-        done = len(todo) - len(pending) - len(queue)
-        eta = eta_s(todo, took, walls, slots, time.time() - started)
-        return progress_line(done, len(todo), len(failures), started, eta)
+        done, elapsed = len(todo) - len(pending) - len(queue), time.time() - started
+        eta = eta_s([r for r in todo if r not in ran_elsewhere], ended, walls, slots, elapsed)
+        return progress_line(done, len(todo), len(failures), elapsed, eta)
 
     print(progress(), flush=True)
     try:
         while queue or pending:
             while queue and len(pending) < (parallel or len(todo)):
                 run = queue.pop(0)
-                if not (results_dir / f"{run.id}.json").exists():  # another driver on the same results may have run it
+                if (results_dir / f"{run.id}.json").exists():  # another driver on the same results has run it
+                    ran_elsewhere.append(run)
+                else:
                     pending[execute.options(num_cpus=threads).remote(run._asdict(), threads)] = run
             if not pending:
                 break
@@ -278,7 +298,7 @@ def run_suite(
             except ray.exceptions.RayError as e:  # the task itself died (a node lost, the worker killed)
                 result = {"run": run._asdict(), "returncode": -1, "tail": str(e).splitlines()[-5:]}
             result["commit"] = commit
-            took[run.id] = result.get("wall_s", 0.0)
+            ended[run.id] = time.time() - started
             if result["returncode"] == 0:
                 walls[(run.name, run.env_id)].append(result["wall_s"])
                 (results_dir / f"{run.id}.json").write_text(json.dumps(result))
@@ -344,6 +364,9 @@ def main():
     args = parser.parse_args()
     if args.threads < 1:
         print(f"error: --threads {args.threads}: must be ≥ 1", file=sys.stderr)
+        sys.exit(2)
+    if args.parallel is not None and args.parallel < 1:
+        print(f"error: --parallel {args.parallel}: must be ≥ 1", file=sys.stderr)
         sys.exit(2)
     changes = uncommitted_changes()
     if changes and not args.allow_dirty:

@@ -76,7 +76,7 @@ def test_a_failed_run_is_reported_with_its_last_lines_and_the_others_go_on(tmp_p
     so that on 2 CPUs the two runs go one after the other, and the runs keep the runner's niceness; the first line's ETA
     counts one run at a time, each taking the wall time of the cell's finished seed. Mutations run: the command's
     --threads left at 1; the task's CPUs left at 1 (the runs overlap); Ray's worker niceness left at its default; the
-    ETA's slots counted without --threads; the finished seeds' wall times not read."""
+    ETA's slots counted without --threads; the finished seeds outside the runs asked for not read; failures read."""
     good = Run(
         "dqn_atari.py",
         "CartPole-v1",
@@ -92,9 +92,15 @@ def test_a_failed_run_is_reported_with_its_last_lines_and_the_others_go_on(tmp_p
             "0",
         ),
     )
-    earlier = good._replace(seed=3)  # a finished seed of the cell: the ETA's guess at each run's wall time
-    (tmp_path / f"{earlier.id}.json").write_text(json.dumps({"wall_s": 1000.0}))
-    failures = runner.run_suite("test", [bad, good, earlier], tmp_path, num_cpus=2, threads=2)
+    # the results folder also holds a finished seed of the cell, outside the runs asked for (as with --only): the ETA's
+    # guess at each run's wall time; a failure's wall time and a file cut short are not read
+    earlier = {"run": good._replace(seed=3)._asdict(), "returncode": 0, "wall_s": 1000.0}
+    (tmp_path / "dqn_atari__CartPole-v1__s3.json").write_text(json.dumps(earlier))
+    (tmp_path / "dqn_atari__CartPole-v1__s4.failed.json").write_text(
+        json.dumps({**earlier, "returncode": 1, "wall_s": 1.0})
+    )
+    (tmp_path / "dqn_atari__CartPole-v1__s5.json").write_text('{"run": ')
+    failures = runner.run_suite("test", [bad, good], tmp_path, num_cpus=2, threads=2)
     assert [f["run"]["seed"] for f in failures] == [2]
     assert (tmp_path / f"{good.id}.json").exists() and not (tmp_path / f"{bad.id}.json").exists()
     assert "--threads 2 " in json.loads((tmp_path / f"{good.id}.json").read_text())["command"]
@@ -110,18 +116,20 @@ def test_a_failed_run_is_reported_with_its_last_lines_and_the_others_go_on(tmp_p
 
 
 def test_the_eta_schedules_the_runs_left_on_the_slots_at_their_cells_mean_wall_times():
-    """Mutations run: the time elapsed not subtracted; the clamp at 0 dropped; the slots ignored (one after the other);
-    the time a finished run took replaced by its cell's mean; no fallback to every cell's mean."""
+    """Mutations run: the time elapsed not subtracted; the clamp at 0 dropped; a run going past its guess allowed to end
+    before now; the slots ignored (one after the other); an ended run given its cell's mean, not the time it ended;
+    no fallback to every cell's mean."""
     iqn_s2, iqn_s3 = Run("iqn_atari.py", "MinAtar/Breakout-v0", 2), Run("iqn_atari.py", "MinAtar/Breakout-v0", 3)
     dqn = Run("dqn_atari.py", "MinAtar/Breakout-v0", 1)
     walls = {("iqn_atari.py", "MinAtar/Breakout-v0"): [3600.0, 2400.0]}
     assert runner.eta_s([iqn_s2, iqn_s3], {}, walls, slots=1, elapsed=600) == 2 * 3000 - 600
     assert runner.eta_s([iqn_s2, iqn_s3], {}, walls, slots=2, elapsed=600) == 3000 - 600
     assert runner.eta_s([iqn_s2, iqn_s3, dqn], {}, walls, slots=2, elapsed=0) == 2 * 3000  # DQN: every cell's mean
-    assert runner.eta_s([iqn_s2, iqn_s3], {}, walls, slots=1, elapsed=7000) == 0  # past the guess, not negative
-    walls[("iqn_atari.py", "MinAtar/Breakout-v0")].append(2000.0)  # seed 2 ended after 2000 s
+    assert runner.eta_s([iqn_s2, iqn_s3], {}, walls, slots=1, elapsed=7000) == 3000  # seed 2 past its guess ends now
+    assert runner.eta_s([iqn_s2], {iqn_s2.id: 100.0}, walls, slots=1, elapsed=500) == 0  # all ended: 0, not negative
+    walls[("iqn_atari.py", "MinAtar/Breakout-v0")].append(1900.0)  # seed 2 took 1900 s and ended 2000 s in
     assert runner.eta_s([iqn_s2, iqn_s3], {iqn_s2.id: 2000.0}, walls, slots=1, elapsed=2100) == pytest.approx(
-        2000 + 8000 / 3 - 2100
+        2000 + 7900 / 3 - 2100
     )
     assert runner.eta_s([dqn], {}, {}, slots=1, elapsed=0) is None
     assert "ETA n/a" in runner.progress_line(0, 1, 0, 0.0, None)
@@ -474,12 +482,14 @@ def test_offline_runs_refused_where_the_local_dataset_is_not_datasets_json(tmp_p
 
 
 def test_threads_below_one_or_beyond_every_nodes_cpus_are_refused_with_one_line(tmp_path):
-    """`--threads 0` stops run.py before Ray starts; more threads than any node of the Ray instance has CPUs (a task
-    Ray would wait on for ever) stop it once Ray has started, before any run. Mutations run: no check in main (the
-    smoke suite runs); no check in run_suite (Ray waits: the call times out)."""
+    """`--threads 0` and `--parallel 0` stop run.py before Ray starts; more threads than any node of the Ray instance
+    has CPUs (a task Ray would wait on for ever) stop it once Ray has started, before any run. Mutations run: no check
+    in main (the smoke suite runs; the same for --parallel); no check in run_suite (Ray waits: the call times out)."""
     flags = ["--suite", "smoke", "--results-dir", tmp_path / "results", "--allow-dirty", "--num-cpus", 1]
     out = run_tool("run.py", *flags, "--threads", 0, cwd=tmp_path, timeout=120)
     assert out.returncode == 2 and out.stderr == "error: --threads 0: must be ≥ 1\n", out.stdout + out.stderr
+    out = run_tool("run.py", *flags, "--parallel", 0, cwd=tmp_path, timeout=120)
+    assert out.returncode == 2 and out.stderr == "error: --parallel 0: must be ≥ 1\n", out.stdout + out.stderr
     out = run_tool("run.py", *flags, "--threads", 2, cwd=tmp_path, timeout=120)
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert out.returncode == 2 and errors == ["error: --threads 2: no node of this Ray instance has more than 1 CPUs"]
