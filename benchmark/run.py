@@ -5,10 +5,12 @@
 
 Each finished run is written at once to benchmark/results/<suite>/<run id>.json: its final evaluation returns, its
 training curve (the 100-episode moving average of training returns at 200 steps) and final training return, start and
-wall time, command and the commit it ran from. A run whose file exists is skipped, so a suite stopped at any point
-resumes where it stopped. A run that fails is reported with its last lines (and kept in <run id>.failed.json) while the
-others go on; it is tried again on the next start. Runs get one CPU and one torch thread each, or `--threads` of both.
-`python benchmark/report.py --suite <suite>` turns the results into tables and plots.
+wall time, command, the commit it ran from and the host's software (the packages' versions, Python, the CPU and the
+vector extensions torch's kernels use): the same commit and seed repeat float for float on one host, not always across
+hosts. A run whose file exists is skipped, so a suite stopped at any point resumes where it stopped. A run that fails is
+reported with its last lines (and kept in <run id>.failed.json) while the others go on; it is tried again on the next
+start. Runs get one CPU and one torch thread each, or `--threads` of both. `python benchmark/report.py --suite <suite>`
+turns the results into tables and plots.
 
 It refuses to start from a tree with uncommitted changes to tracked files (outside benchmark/results/), so that every
 result can be reproduced from git; `--allow-dirty` runs anyway and records the commit as `<hash>+changes`. It also
@@ -20,8 +22,10 @@ and results on those are not comparable. Runs on other datasets belong in a `--r
 import argparse
 import collections
 import heapq
+import importlib.metadata
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -45,6 +49,8 @@ if (
 
 WINDOW = 100  # episodes: the MinAtar paper's moving average of training returns
 CURVE_POINTS = 200
+# the packages whose code computes a run's numbers (requirements.txt's names); the others only log or plot
+PACKAGES = ("torch", "numpy", "gymnasium", "mujoco", "ale-py", "minatar", "minari", "h5py")
 
 
 def moving_average(episodes, steps, window=WINDOW) -> np.ndarray:
@@ -93,6 +99,28 @@ def read_run_dir(run_dir: Path, total_steps: int) -> dict:
     )
 
 
+def software() -> dict:
+    """The host's side of a result: the same commit, seed and command can give other floats on another CPU or with
+    other packages, so a result records them. `cpu_capability` is the instruction set torch's CPU kernels were picked
+    for (AVX2, AVX512, ...), and `packages` maps each of PACKAGES to its installed version (None if not installed)."""
+    import torch  # here: a module-level torch can't go to Ray's workers with this module by value (above)
+
+    cpuinfo = Path("/proc/cpuinfo")
+    models = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M) if cpuinfo.exists() else []
+    packages = {}
+    for name in PACKAGES:
+        try:
+            packages[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            packages[name] = None
+    return {
+        "python": platform.python_version(),
+        "packages": packages,
+        "cpu": models[0] if models else platform.processor() or platform.machine(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+
+
 @ray.remote(num_cpus=1)  # run_suite asks for `threads` CPUs per task
 def execute(run: dict, threads: int = 1, tail_lines: int = 30) -> dict:
     """Start the script in a fresh folder with `threads` torch threads, wait for it, and return its metrics (or its last
@@ -126,6 +154,7 @@ def execute(run: dict, threads: int = 1, tail_lines: int = 30) -> dict:
             "tail": lines[-tail_lines:],
             "host": os.uname().nodename,
             "nice": os.nice(0),  # the run's niceness (the script inherits the worker's)
+            "software": software(),
         }
         if proc.returncode == 0:
             run_dirs = list(Path(cwd, "runs").iterdir())

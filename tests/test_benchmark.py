@@ -3,11 +3,14 @@
 import collections
 import json
 import os
+import platform
 import subprocess
 import sys
 
+import gymnasium
 import numpy as np
 import pytest
+import torch
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmark"))
@@ -73,9 +76,10 @@ def test_smoke_suite_runs_resumes_and_reports(tmp_path):
 
 def test_a_failed_run_is_reported_with_its_last_lines_and_the_others_go_on(tmp_path, capsys):
     """Also: `threads` reach the script (--threads 2 in the recorded command), each run holds that many of Ray's CPUs,
-    so that on 2 CPUs the two runs go one after the other, and the runs keep the runner's niceness; the first line's ETA
-    counts one run at a time, each taking the wall time of the cell's finished seed. Mutations run: the command's
-    --threads left at 1; the task's CPUs left at 1 (the runs overlap); Ray's worker niceness left at its default; the
+    so that on 2 CPUs the two runs go one after the other, and the runs keep the runner's niceness; a result records the
+    versions of the packages that ran it and torch's CPU kernels; the first line's ETA counts one run at a time, each
+    taking the wall time of the cell's finished seed. Mutations run: the command's --threads left at 1; the task's CPUs
+    left at 1 (the runs overlap); Ray's worker niceness left at its default; the software left out of the result; the
     ETA's slots counted without --threads; the finished seeds outside the runs asked for not read; failures read."""
     good = Run(
         "dqn_atari.py",
@@ -109,6 +113,11 @@ def test_a_failed_run_is_reported_with_its_last_lines_and_the_others_go_on(tmp_p
     assert first["wall_s"] >= 1  # long enough for an overlap to show
     assert first["start_s"] + first["wall_s"] - 0.1 <= second["start_s"]
     assert first["nice"] == second["nice"] == os.nice(0)
+    software = json.loads((tmp_path / f"{good.id}.json").read_text())["software"]
+    assert software["python"] == platform.python_version()
+    assert software["packages"]["torch"] == torch.__version__ and software["packages"]["numpy"] == np.__version__
+    assert software["packages"]["gymnasium"] == gymnasium.__version__
+    assert software["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert failed["returncode"] == 2 and any("--total-timesteps 0: must be ≥ 1" in line for line in failed["tail"])
     printed = capsys.readouterr().out
     assert "0/2 runs  0 failed  0.0 min  ETA 33.3 min" in printed  # two runs of 1000 s, one at a time
