@@ -5,9 +5,8 @@
 
 Each finished run is written at once to benchmark/results/<suite>/<run id>.json: its final evaluation returns, its
 training curve (the 100-episode moving average of training returns at 200 steps) and final training return, start and
-wall time, command, the commit it ran from and the host's software (the packages' versions, Python, the CPU and the
-vector extensions torch's kernels use): the same commit and seed repeat float for float on one host, not always across
-hosts. A run whose file exists is skipped, so a suite stopped at any point resumes where it stopped. A run that fails is
+wall time, command, the commit it ran from and the host's software (`software`: the packages' versions, Python and the
+CPU). A run whose file exists is skipped, so a suite stopped at any point resumes where it stopped. A run that fails is
 reported with its last lines (and kept in <run id>.failed.json) while the others go on; it is tried again on the next
 start. Runs get one CPU and one torch thread each, or `--threads` of both. `python benchmark/report.py --suite <suite>`
 turns the results into tables and plots.
