@@ -79,8 +79,9 @@ def test_a_failed_run_is_reported_with_its_last_lines_and_the_others_go_on(tmp_p
     so that on 2 CPUs the two runs go one after the other, and the runs keep the runner's niceness; a result records the
     versions of the packages that ran it and torch's CPU kernels; the first line's ETA counts one run at a time, each
     taking the wall time of the cell's finished seed. Mutations run: the command's --threads left at 1; the task's CPUs
-    left at 1 (the runs overlap); Ray's worker niceness left at its default; the software left out of the result; the
-    ETA's slots counted without --threads; the finished seeds outside the runs asked for not read; failures read."""
+    left at 1 (the runs overlap); Ray's worker niceness left at its default; the software left out of the result, every
+    version read as torch's, a package's name misspelled, the CPU left empty and the kernels' set hard-coded to AVX2;
+    the ETA's slots counted without --threads; the finished seeds outside the runs asked for not read; failures read."""
     good = Run(
         "dqn_atari.py",
         "CartPole-v1",
@@ -117,6 +118,7 @@ def test_a_failed_run_is_reported_with_its_last_lines_and_the_others_go_on(tmp_p
     assert software["python"] == platform.python_version()
     assert software["packages"]["torch"] == torch.__version__ and software["packages"]["numpy"] == np.__version__
     assert software["packages"]["gymnasium"] == gymnasium.__version__
+    assert all(software["packages"].values()) and software["cpu"]  # requirements.txt installs every one of them
     assert software["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert failed["returncode"] == 2 and any("--total-timesteps 0: must be ≥ 1" in line for line in failed["tail"])
     printed = capsys.readouterr().out
