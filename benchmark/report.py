@@ -160,10 +160,6 @@ def load_published(suite: str) -> list[dict]:
     return [c for c in curves if c["suite"] == suite]
 
 
-def total_steps(run: Run) -> int:
-    return int(run.flags[run.flags.index("--total-timesteps") + 1])
-
-
 def anchor_range(anchor: dict) -> tuple[float, float]:
     """The anchor's band: mean ± std over its seeds, or ± the reading error of a value read off a plot."""
     half = anchor.get("std", anchor.get("band", 0.0))  # as the table prints it; a context anchor may have neither
@@ -221,7 +217,7 @@ def table(suite: str, runs: list[Run], grouped: dict, anchors: dict) -> list[str
     planned, ends = defaultdict(int), {}
     for run in runs:
         planned[(run.name, run.env_id)] += 1
-        ends[(run.name, run.env_id)] = total_steps(run)
+        ends[(run.name, run.env_id)] = run.total_steps
     lines = [
         "| script | env | seeds | measure | ours: mean ± std over seeds (each seed) | "
         f"95% CI ({MIN_CI_SEEDS}+ seeds) | anchor | vs the anchor's band | wall per run |",
@@ -375,7 +371,7 @@ def plot(
     fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.2 * rows), squeeze=False)
     drawn = set()  # what the caption explains
     for ax, env_id in zip(axes.flat, envs):
-        total = max(total_steps(r) for r in runs if r.env_id == env_id)
+        total = max(r.total_steps for r in runs if r.env_id == env_id)
         steps = np.linspace(0, total, 101)[1:]
         for script in scripts:
             results = grouped.get((script, env_id), [])
@@ -496,7 +492,7 @@ def report(suite: str, results_dir: Path, out_dir: Path) -> str:
     grouped, anchors, published = load_results(results_dir, runs), load_anchors(suite), load_published(suite)
     envs = list(dict.fromkeys(r.env_id for r in runs))
     done = sum(len(v) for v in grouped.values())
-    rows = {m for run in runs for m, _ in measures(suite, run.name, run.env_id, anchors, total_steps(run))}
+    rows = {m for run in runs for m, _ in measures(suite, run.name, run.env_id, anchors, run.total_steps)}
     lines = [
         f"# Benchmark suite `{suite}`",
         "",
@@ -516,7 +512,7 @@ def report(suite: str, results_dir: Path, out_dir: Path) -> str:
         *dirty_lines(grouped),
     ]
     if suite in MULTI_GAME:
-        lines += iqm_lines(grouped, anchors, max(map(total_steps, runs)))
+        lines += iqm_lines(grouped, anchors, max(r.total_steps for r in runs))
     datasets = (
         json.loads((results_dir / "datasets.json").read_text()) if (results_dir / "datasets.json").exists() else {}
     )

@@ -11,6 +11,12 @@ reported with its last lines (and kept in <run id>.failed.json) while the others
 start. Runs get one CPU and one torch thread each, or `--threads` of both. `python benchmark/report.py --suite <suite>`
 turns the results into tables and plots.
 
+`--seeds` runs the suite's cells at other seeds, and `--flags` with `--tag` runs them with flags changed, as runs of
+their own (`<variant>_<tag>`) in benchmark/results/<suite>-<tag>, or `--results-dir`:
+
+    python benchmark/run.py --suite mujoco --only '^ddpg_td3_sac-ddpg__' --seeds 4-12 \\
+        --flags='--learning-rate 1e-3' --tag lr1e-3 --results-dir benchmark/results/mujoco-ddpg-lr
+
 It refuses to start from a tree with uncommitted changes to tracked files (outside benchmark/results/), so that every
 result can be reproduced from git; `--allow-dirty` runs anyway and records the commit as `<hash>+changes`. It also
 refuses offline runs whose dataset on this machine is missing or differs from the one that the results folder's
@@ -26,6 +32,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -40,9 +47,10 @@ from suites import SUITES, Run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmark" / "results"
-if (
-    __name__ != "__main__"
-):  # imported (as the tests do): Ray's workers could not import this module, so ship it by value
+# Ray's workers can't import benchmark/'s modules (it is not on their path), so the tasks ship them by value: suites
+# (Run), and this module where it is imported (as the tests do) rather than run
+ray.cloudpickle.register_pickle_by_value(sys.modules["suites"])
+if __name__ != "__main__":
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
@@ -157,9 +165,8 @@ def execute(run: dict, threads: int = 1, tail_lines: int = 30) -> dict:
         }
         if proc.returncode == 0:
             run_dirs = list(Path(cwd, "runs").iterdir())
-            total = int(run["flags"][run["flags"].index("--total-timesteps") + 1])
             result.update(
-                read_run_dir(run_dirs[0], total)
+                read_run_dir(run_dirs[0], Run(**run).total_steps)
                 if len(run_dirs) == 1
                 else {
                     "returncode": -1,
@@ -349,6 +356,30 @@ def run_suite(
     return failures
 
 
+def parse_seeds(text: str) -> list[int]:
+    """`4-12`, `4,7` or `4-6,9`: the seeds, in the order given, each once. ValueError where `text` is not of that
+    form, or a range runs backwards."""
+    seeds = []
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        first, last = int(first), int(last if dash else first)  # ValueError on anything but digits
+        if first > last:
+            raise ValueError(f"{part.strip()} runs backwards")
+        seeds += [s for s in range(first, last + 1) if s not in seeds]
+    return seeds
+
+
+def plan(runs: list[Run], only="", seeds=(), flags=(), tag="") -> list[Run]:
+    """The runs to start: the suite's `runs`, or its cells at `seeds`, each seed's cells in the suite's order; of those
+    the ones whose id matches the regular expression `only`; then `flags` appended to each run's flags (a repeated
+    flag's last value is the one the scripts read) and `tag` to its variant, which names the run's file."""
+    if seeds:
+        cells = list(dict.fromkeys(r._replace(seed=0) for r in runs))
+        runs = [cell._replace(seed=seed) for seed in seeds for cell in cells]
+    runs = [r for r in runs if re.search(only, r.id)]
+    return [r._replace(flags=(*r.flags, *flags), variant="_".join(filter(None, (r.variant, tag)))) for r in runs]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", required=True, choices=sorted(SUITES))
@@ -373,8 +404,8 @@ def main():
     parser.add_argument(
         "--only",
         default="",
-        help="run only the runs whose id (<script>__<env>__s<seed>) matches this "
-        "regular expression, e.g. '^dqn_atari__', 'Breakout', 's1$'",
+        help="run only the runs whose id (<script>[-<variant>]__<env>__s<seed>, at --seeds and before --tag) matches "
+        "this regular expression, e.g. '^dqn_atari__', 'Breakout', 's1$'",
     )
     parser.add_argument(
         "--threads",
@@ -383,7 +414,27 @@ def main():
         help="torch threads and CPUs per run (default 1): more shortens a run whose updates are large matrix "
         "products, such as IQN's on MinAtar, but fewer runs fit on the cores at once",
     )
-    parser.add_argument("--results-dir", type=Path, default=None, help="default: benchmark/results/<suite>")
+    parser.add_argument(
+        "--seeds",
+        default="",
+        help="run the suite's cells at these seeds instead of its own, e.g. '4-12', '4,7' or '4-6,9'; the report reads "
+        "only the suite's seeds",
+    )
+    parser.add_argument(
+        "--flags",
+        default="",
+        help="flags appended to every run's command, after the suite's (a repeated flag's last value is the one the "
+        "script reads), e.g. --flags='--learning-rate 1e-3'; needs --tag",
+    )
+    parser.add_argument(
+        "--tag",
+        default="",
+        help="what --flags change, appended to each run's variant (`<variant>_<tag>`) and so to its file name, e.g. "
+        "'lr1e-3'; letters, digits and . + - only",
+    )
+    parser.add_argument(
+        "--results-dir", type=Path, default=None, help="default: benchmark/results/<suite>, or <suite>-<tag> with --tag"
+    )
     parser.add_argument(
         "--allow-dirty",
         action="store_true",
@@ -396,6 +447,26 @@ def main():
     if args.parallel is not None and args.parallel < 1:
         print(f"error: --parallel {args.parallel}: must be ≥ 1", file=sys.stderr)
         sys.exit(2)
+    try:
+        seeds = parse_seeds(args.seeds) if args.seeds else []
+    except ValueError as e:
+        print(f"error: --seeds {args.seeds!r}: {e}; give seeds as '4-12', '4,7' or '4-6,9'", file=sys.stderr)
+        sys.exit(2)
+    try:
+        flags = shlex.split(args.flags)
+    except ValueError as e:  # an unclosed quote
+        print(f"error: --flags {args.flags!r}: {e}", file=sys.stderr)
+        sys.exit(2)
+    if bool(flags) != bool(args.tag):
+        print(
+            "error: --flags and --tag go together: --tag names what --flags change, so that those runs' files are not "
+            "the suite's",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    if not re.fullmatch(r"[A-Za-z0-9.+-]*", args.tag):
+        print(f"error: --tag {args.tag!r}: letters, digits and . + - only (it is part of file names)", file=sys.stderr)
+        sys.exit(2)
     changes = uncommitted_changes()
     if changes and not args.allow_dirty:
         files = ", ".join(line[3:] for line in changes[:5]) + (", ..." if len(changes) > 5 else "")
@@ -405,8 +476,8 @@ def main():
             file=sys.stderr,
         )
         sys.exit(2)
-    runs = [r for r in SUITES[args.suite] if re.search(args.only, r.id)]
-    results_dir = args.results_dir or RESULTS / args.suite
+    runs = plan(SUITES[args.suite], args.only, seeds, flags, args.tag)
+    results_dir = args.results_dir or RESULTS / "-".join(filter(None, (args.suite, args.tag)))
     problems = dataset_mismatches(runs, results_dir)
     if problems:
         print(

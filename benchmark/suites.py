@@ -27,6 +27,18 @@ class Run(NamedTuple):
         """The run's file name under benchmark/results/<suite>/: `<script>[-<variant>]__<env>__s<seed>`."""
         return f"{self.name.replace('.py', '').replace(':', '-')}__{self.env_id.replace('/', '-')}__s{self.seed}"
 
+    @property
+    def total_steps(self) -> int:
+        """`--total-timesteps` in `flags` (`--total-timesteps N` or `--total-timesteps=N`): the last one given, as the
+        scripts' parser reads a repeated flag."""
+        total = None
+        for k, flag in enumerate(self.flags):
+            if flag == "--total-timesteps":
+                total = self.flags[k + 1]
+            elif flag.startswith("--total-timesteps="):
+                total = flag.split("=", 1)[1]
+        return int(total)
+
 
 def runs(scripts, env_ids, seeds, flags=(), per_script=None) -> list[Run]:
     """Every (script, env, seed), scripts outermost so that a suite's first runs are one script's complete table."""

@@ -399,6 +399,60 @@ def test_dirty_tree_refused_unless_allowed(tmp_path, monkeypatch, capsys):
     assert main("--allow-dirty") == 0 and started[1] == f"{head}+changes"
 
 
+def test_seeds_flags_and_tag_run_a_suites_cells_as_runs_of_their_own(monkeypatch, capsys):
+    """`--seeds` plans every cell of the suite at those seeds, each seed's cells in the suite's order; `--flags` end
+    each command, so that a repeated flag's last value is the one read (`total_steps` too); `--tag` names the runs apart
+    from the suite's, in benchmark/results/<suite>-<tag>. Bad seeds, --flags without --tag (or the reverse) and a tag
+    that can't be part of a file name are refused with one line, before any run. Mutations run: the seeds not
+    replaced; the flags put before the suite's; `total_steps` reading the first --total-timesteps; the tag left out of
+    the variant, and out of the default folder; the check that --flags come with --tag dropped; a backwards range read
+    as empty."""
+    suite = SUITES["mujoco"]
+    cells = [(r.name, r.env_id, r.flags) for r in suite if r.seed == 1]
+    planned = runner.plan(suite, seeds=[4, 5])
+    assert [(r.name, r.env_id, r.flags) for r in planned] == cells * 2
+    assert [r.seed for r in planned] == [4] * len(cells) + [5] * len(cells)
+    assert runner.plan(suite) == suite
+    flags = ["--learning-rate", "1e-3", "--total-timesteps=5000"]
+    ddpg = runner.plan(suite, "^ddpg_td3_sac-ddpg__", [12], flags, "lr1e-3")
+    envs = ("HalfCheetah", "Hopper", "Walker2d")
+    assert [r.id for r in ddpg] == [f"ddpg_td3_sac-ddpg_lr1e-3__{env}-v5__s12" for env in envs]
+    assert all(r.flags[-3:] == tuple(flags) and r.total_steps == 5000 for r in ddpg)
+    assert Run("s.py", "e", 1, ("--total-timesteps", "10", "--total-timesteps", "20")).total_steps == 20
+    assert runner.parse_seeds("4-6,9,5") == [4, 5, 6, 9]
+
+    started = []
+    monkeypatch.setattr(runner, "uncommitted_changes", lambda: [])
+    monkeypatch.setattr(
+        runner, "run_suite", lambda suite, runs, results_dir, *args: started.append((runs, results_dir))
+    )
+
+    def main(*flags):
+        monkeypatch.setattr(sys, "argv", ["run.py", *flags])
+        with pytest.raises(SystemExit) as stop:
+            runner.main()
+        return stop.value.code
+
+    assert main("--suite", "mujoco", "--only", "^ddpg_td3_sac-ddpg__", "--seeds", "12") == 0
+    assert started.pop() == (runner.plan(suite, "^ddpg_td3_sac-ddpg__", [12]), runner.RESULTS / "mujoco")
+    tagged = ("--suite", "mujoco", "--only", "^ddpg_td3_sac-ddpg__", "--seeds", "12", "--tag", "lr1e-3")
+    assert main(*tagged, "--flags=--learning-rate 1e-3 --total-timesteps=5000") == 0
+    assert started.pop() == (ddpg, runner.RESULTS / "mujoco-lr1e-3")
+    capsys.readouterr()
+    for bad in (
+        ["--seeds", "3-1"],
+        ["--seeds", "4-"],
+        ["--seeds", "a"],
+        ["--flags=--learning-rate 1e-3"],
+        ["--tag", "lr"],
+        ["--flags=--learning-rate 1e-3", "--tag", "a/b"],
+    ):
+        assert main("--suite", "smoke", *bad) == 2, bad
+        message = capsys.readouterr().err
+        assert message.startswith("error: --") and len(message.strip().splitlines()) == 1, (bad, message)
+    assert not started
+
+
 def test_plot_draws_published_curves_anchors_beyond_the_end_and_empty_panels(tmp_path, monkeypatch):
     """A published curve is drawn on its env's panel in its script's colour, dashed, cut at the panel's x end (the
     runs' end), or dotted and labelled "(training return)" when the panel shows evaluations; the report lists it with
