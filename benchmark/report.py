@@ -535,7 +535,7 @@ def report(suite: str, results_dir: Path, out_dir: Path) -> str:
             f"[^{i + 1}]: {a['source'].rstrip('.')}; {METRIC_NAMES[a['metric']]} at {a['step']:,} steps"
             for i, a in enumerate(anchors.values())
         ]
-    failed = sorted(p.name.removesuffix(".failed.json") for p in results_dir.glob("*.failed.json"))
+    failed = sorted(r.id for r in runs if (results_dir / f"{r.id}.failed.json").exists())
     if failed:
         lines += ["", f"Failed runs (run the suite again to retry): {', '.join(failed)}"]
     out_dir.mkdir(parents=True, exist_ok=True)

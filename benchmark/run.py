@@ -11,8 +11,9 @@ reported with its last lines (and kept in <run id>.failed.json) while the others
 start. Runs get one CPU and one torch thread each, or `--threads` of both. `python benchmark/report.py --suite <suite>`
 turns the results into tables and plots.
 
-`--seeds` runs the suite's cells at other seeds, and `--flags` with `--tag` runs them with flags changed, as runs of
-their own (`<variant>_<tag>`) in benchmark/results/<suite>-<tag>, or `--results-dir`:
+`--seeds` runs the suite's cells at other seeds, into the suite's folder, where the report leaves them out (it reads
+the suite's seeds). `--flags` with `--tag` runs the cells with flags changed, as runs of their own (`<variant>_<tag>`)
+in benchmark/results/<suite>-<tag>, or `--results-dir`:
 
     python benchmark/run.py --suite mujoco --only '^ddpg_td3_sac-ddpg__' --seeds 4-12 \\
         --flags='--learning-rate 1e-3' --tag lr1e-3 --results-dir benchmark/results/mujoco-ddpg-lr
@@ -21,7 +22,8 @@ It refuses to start from a tree with uncommitted changes to tracked files (outsi
 result can be reproduced from git; `--allow-dirty` runs anyway and records the commit as `<hash>+changes`. It also
 refuses offline runs whose dataset on this machine is missing or differs from the one that the results folder's
 datasets.json describes: the recipe that builds the datasets (offline_datasets.py) gives other datasets on some hosts,
-and results on those are not comparable. Runs on other datasets belong in a `--results-dir` without datasets.json.
+and results on those are not comparable. Runs on other datasets belong in a `--results-dir` without datasets.json (a
+new folder, as `--tag` makes, has none: copy the suite's there to have its runs checked).
 """
 
 import argparse
@@ -43,7 +45,7 @@ import numpy as np
 import ray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from suites import SUITES, Run  # noqa: E402
+from suites import SUITES, Run, flag_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmark" / "results"
@@ -361,8 +363,10 @@ def parse_seeds(text: str) -> list[int]:
     form, or a range runs backwards."""
     seeds = []
     for part in text.split(","):
-        first, dash, last = part.strip().partition("-")
-        first, last = int(first), int(last if dash else first)  # ValueError on anything but digits
+        if not re.fullmatch(r"\d+(-\d+)?", part.strip()):
+            raise ValueError(f"{part.strip()!r} is not a seed or a range of seeds")
+        first, _, last = part.strip().partition("-")
+        first, last = int(first), int(last or first)
         if first > last:
             raise ValueError(f"{part.strip()} runs backwards")
         seeds += [s for s in range(first, last + 1) if s not in seeds]
@@ -424,7 +428,7 @@ def main():
         "--flags",
         default="",
         help="flags appended to every run's command, after the suite's (a repeated flag's last value is the one the "
-        "script reads), e.g. --flags='--learning-rate 1e-3'; needs --tag",
+        "script reads), given with '=': --flags='--learning-rate 1e-3'; needs --tag",
     )
     parser.add_argument(
         "--tag",
@@ -467,6 +471,14 @@ def main():
     if not re.fullmatch(r"[A-Za-z0-9.+-]*", args.tag):
         print(f"error: --tag {args.tag!r}: letters, digits and . + - only (it is part of file names)", file=sys.stderr)
         sys.exit(2)
+    passed = sorted({flag_name(f) for f in flags} & {"--seed", "--threads", "--env-id", "--dataset"})
+    if passed:
+        print(
+            f"error: --flags sets {', '.join(passed)}, which the runner passes itself: use --seeds, --threads, or a "
+            "suite's own envs and datasets",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     changes = uncommitted_changes()
     if changes and not args.allow_dirty:
         files = ", ".join(line[3:] for line in changes[:5]) + (", ..." if len(changes) > 5 else "")
@@ -477,6 +489,13 @@ def main():
         )
         sys.exit(2)
     runs = plan(SUITES[args.suite], args.only, seeds, flags, args.tag)
+    taken = sorted({r.name for r in runs} & {r.name for r in SUITES[args.suite]})
+    if args.tag and taken:
+        print(
+            f"error: --tag {args.tag}: {', '.join(taken)} names the suite's own runs; choose another tag",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     results_dir = args.results_dir or RESULTS / "-".join(filter(None, (args.suite, args.tag)))
     problems = dataset_mismatches(runs, results_dir)
     if problems:

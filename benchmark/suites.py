@@ -29,15 +29,21 @@ class Run(NamedTuple):
 
     @property
     def total_steps(self) -> int:
-        """`--total-timesteps` in `flags` (`--total-timesteps N` or `--total-timesteps=N`): the last one given, as the
-        scripts' parser reads a repeated flag."""
+        """`--total-timesteps` in `flags`, in any spelling that the scripts' parser (tyro) reads (`--total-timesteps N`,
+        `--total_timesteps N`, `--total-timesteps=N`): the last one given, as that parser reads a repeated flag."""
         total = None
         for k, flag in enumerate(self.flags):
-            if flag == "--total-timesteps":
-                total = self.flags[k + 1]
-            elif flag.startswith("--total-timesteps="):
-                total = flag.split("=", 1)[1]
+            if flag_name(flag) == "--total-timesteps":
+                total = flag.split("=", 1)[1] if "=" in flag else self.flags[k + 1]
+        if total is None:
+            raise ValueError(f"{self.id}: no --total-timesteps in its flags")
         return int(total)
+
+
+def flag_name(flag: str) -> str:
+    """The flag that a command-line word sets, as the scripts' parser reads it: `--total_timesteps=5` sets
+    `--total-timesteps`."""
+    return flag.split("=", 1)[0].replace("_", "-")
 
 
 def runs(scripts, env_ids, seeds, flags=(), per_script=None) -> list[Run]:

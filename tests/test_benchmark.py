@@ -399,14 +399,16 @@ def test_dirty_tree_refused_unless_allowed(tmp_path, monkeypatch, capsys):
     assert main("--allow-dirty") == 0 and started[1] == f"{head}+changes"
 
 
-def test_seeds_flags_and_tag_run_a_suites_cells_as_runs_of_their_own(monkeypatch, capsys):
+def test_seeds_flags_and_tag_run_a_suites_cells_as_runs_of_their_own(tmp_path, monkeypatch, capsys):
     """`--seeds` plans every cell of the suite at those seeds, each seed's cells in the suite's order; `--flags` end
-    each command, so that a repeated flag's last value is the one read (`total_steps` too); `--tag` names the runs apart
-    from the suite's, in benchmark/results/<suite>-<tag>. Bad seeds, --flags without --tag (or the reverse) and a tag
-    that can't be part of a file name are refused with one line, before any run. Mutations run: the seeds not
-    replaced; the flags put before the suite's; `total_steps` reading the first --total-timesteps; the tag left out of
-    the variant, and out of the default folder; the check that --flags come with --tag dropped; a backwards range read
-    as empty."""
+    each command, so that a repeated flag's last value is the one read (`total_steps` too, in any spelling the scripts
+    read); `--tag` names the runs apart from the suite's, in benchmark/results/<suite>-<tag>, and the report lists
+    only the suite's own failures. Bad seeds, --flags without --tag (or the reverse), a tag that can't be part of a file
+    name or that gives the suite's own runs' names, and flags that the runner passes itself are refused with one line,
+    before any run. Mutations run: the seeds not replaced; the flags put before the suite's; `total_steps` reading the
+    first --total-timesteps, or not reading `--total_timesteps`; the tag left out of the variant, and out of the default
+    folder; the checks of --flags with --tag, of a taken name and of the runner's own flags dropped; a backwards range
+    read as empty; `+4` read as a seed; the report listing every failure in the folder."""
     suite = SUITES["mujoco"]
     cells = [(r.name, r.env_id, r.flags) for r in suite if r.seed == 1]
     planned = runner.plan(suite, seeds=[4, 5])
@@ -419,6 +421,9 @@ def test_seeds_flags_and_tag_run_a_suites_cells_as_runs_of_their_own(monkeypatch
     assert [r.id for r in ddpg] == [f"ddpg_td3_sac-ddpg_lr1e-3__{env}-v5__s12" for env in envs]
     assert all(r.flags[-3:] == tuple(flags) and r.total_steps == 5000 for r in ddpg)
     assert Run("s.py", "e", 1, ("--total-timesteps", "10", "--total-timesteps", "20")).total_steps == 20
+    assert Run("s.py", "e", 1, ("--total-timesteps", "10", "--total_timesteps", "30")).total_steps == 30
+    with pytest.raises(ValueError, match="no --total-timesteps"):
+        Run("s.py", "e", 1, ("--seed", "1")).total_steps
     assert runner.parse_seeds("4-6,9,5") == [4, 5, 6, 9]
 
     started = []
@@ -443,14 +448,23 @@ def test_seeds_flags_and_tag_run_a_suites_cells_as_runs_of_their_own(monkeypatch
         ["--seeds", "3-1"],
         ["--seeds", "4-"],
         ["--seeds", "a"],
+        ["--seeds", "+4"],
         ["--flags=--learning-rate 1e-3"],
         ["--tag", "lr"],
         ["--flags=--learning-rate 1e-3", "--tag", "a/b"],
+        ["--flags=--seed 7", "--tag", "s7"],
+        ["--flags=--env_id=CartPole-v0", "--tag", "v0"],
+        ["--only", "^ddpg_td3_sac-td3__", "--flags=--batch-size 100", "--tag", "paper"],  # td3 + paper: td3_paper
     ):
-        assert main("--suite", "smoke", *bad) == 2, bad
+        assert main("--suite", "mujoco", *bad) == 2, bad
         message = capsys.readouterr().err
         assert message.startswith("error: --") and len(message.strip().splitlines()) == 1, (bad, message)
     assert not started
+
+    for run in (suite[0], ddpg[0]):  # a failure of the suite's, and one of a tagged run in the suite's folder
+        (tmp_path / f"{run.id}.failed.json").write_text("{}")
+    text = report.report("mujoco", tmp_path, tmp_path)
+    assert f"Failed runs (run the suite again to retry): {suite[0].id}\n" in text
 
 
 def test_plot_draws_published_curves_anchors_beyond_the_end_and_empty_panels(tmp_path, monkeypatch):
