@@ -384,6 +384,12 @@ def plan(runs: list[Run], only="", seeds=(), flags=(), tag="") -> list[Run]:
     return [r._replace(flags=(*r.flags, *flags), variant="_".join(filter(None, (r.variant, tag)))) for r in runs]
 
 
+def refuse(message: str):
+    """Stop before anything starts, with one line on stderr and exit status 2 (bad input)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", required=True, choices=sorted(SUITES))
@@ -446,65 +452,45 @@ def main():
     )
     args = parser.parse_args()
     if args.threads < 1:
-        print(f"error: --threads {args.threads}: must be ≥ 1", file=sys.stderr)
-        sys.exit(2)
+        refuse(f"--threads {args.threads}: must be ≥ 1")
     if args.parallel is not None and args.parallel < 1:
-        print(f"error: --parallel {args.parallel}: must be ≥ 1", file=sys.stderr)
-        sys.exit(2)
+        refuse(f"--parallel {args.parallel}: must be ≥ 1")
     try:
         seeds = parse_seeds(args.seeds) if args.seeds else []
     except ValueError as e:
-        print(f"error: --seeds {args.seeds!r}: {e}; give seeds as '4-12', '4,7' or '4-6,9'", file=sys.stderr)
-        sys.exit(2)
+        refuse(f"--seeds {args.seeds!r}: {e}; give seeds as '4-12', '4,7' or '4-6,9'")
     try:
         flags = shlex.split(args.flags)
     except ValueError as e:  # an unclosed quote
-        print(f"error: --flags {args.flags!r}: {e}", file=sys.stderr)
-        sys.exit(2)
+        refuse(f"--flags {args.flags!r}: {e}")
     if bool(flags) != bool(args.tag):
-        print(
-            "error: --flags and --tag go together: --tag names what --flags change, so that those runs' files are not "
-            "the suite's",
-            file=sys.stderr,
+        refuse(
+            "--flags and --tag go together: --tag names what --flags change, so that those runs' files are not "
+            "the suite's"
         )
-        sys.exit(2)
     if not re.fullmatch(r"[A-Za-z0-9.+-]*", args.tag):
-        print(f"error: --tag {args.tag!r}: letters, digits and . + - only (it is part of file names)", file=sys.stderr)
-        sys.exit(2)
+        refuse(f"--tag {args.tag!r}: letters, digits and . + - only (it is part of file names)")
     passed = sorted({flag_name(f) for f in flags} & {"--seed", "--threads", "--env-id", "--dataset"})
     if passed:
-        print(
-            f"error: --flags sets {', '.join(passed)}, which the runner passes itself: use --seeds, --threads, or a "
-            "suite's own envs and datasets",
-            file=sys.stderr,
+        refuse(
+            f"--flags sets {', '.join(passed)}, which the runner passes itself: use --seeds, --threads, or a "
+            "suite's own envs and datasets"
         )
-        sys.exit(2)
     changes = uncommitted_changes()
     if changes and not args.allow_dirty:
         files = ", ".join(line[3:] for line in changes[:5]) + (", ..." if len(changes) > 5 else "")
-        print(
-            f"error: uncommitted changes to tracked files ({files}): results would not be reproducible from git; "
-            "commit them, or pass --allow-dirty to run anyway (the results are marked <commit>+changes)",
-            file=sys.stderr,
+        refuse(
+            f"uncommitted changes to tracked files ({files}): results would not be reproducible from git; "
+            "commit them, or pass --allow-dirty to run anyway (the results are marked <commit>+changes)"
         )
-        sys.exit(2)
     runs = plan(SUITES[args.suite], args.only, seeds, flags, args.tag)
     taken = sorted({r.name for r in runs} & {r.name for r in SUITES[args.suite]})
     if args.tag and taken:
-        print(
-            f"error: --tag {args.tag}: {', '.join(taken)} names the suite's own runs; choose another tag",
-            file=sys.stderr,
-        )
-        sys.exit(2)
+        refuse(f"--tag {args.tag}: {', '.join(taken)} names the suite's own runs; choose another tag")
     results_dir = args.results_dir or RESULTS / "-".join(filter(None, (args.suite, args.tag)))
     problems = dataset_mismatches(runs, results_dir)
     if problems:
-        print(
-            f"error: {'; '.join(problems)}: the results in {results_dir} are of the datasets its datasets.json "
-            "describes",
-            file=sys.stderr,
-        )
-        sys.exit(2)
+        refuse(f"{'; '.join(problems)}: the results in {results_dir} are of the datasets its datasets.json describes")
     failures = run_suite(args.suite, runs, results_dir, args.address, args.num_cpus, args.parallel, args.threads)
     sys.exit(1 if failures else 0)
 
