@@ -14,6 +14,7 @@ import torch
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmark"))
+import ddpg_lr  # noqa: E402
 import report  # noqa: E402
 import run as runner  # noqa: E402
 from suites import SUITES, Run  # noqa: E402
@@ -144,6 +145,57 @@ def test_the_eta_schedules_the_runs_left_on_the_slots_at_their_cells_mean_wall_t
     )
     assert runner.eta_s([dqn], {}, {}, slots=1, elapsed=0) is None
     assert "ETA n/a" in runner.progress_line(0, 1, 0, 0.0, None)
+
+
+def test_ddpg_lr_counts_each_seed_and_the_mean_curve_against_tianshous_band(tmp_path):
+    """Mutations run: inside/above swapped; the band's edges counted outside; the counts starting at 10k; a failed run
+    counted; the suite's runs left out of 3e-4; the seed-by-seed column counting 3e-4 above 1e-3; std with ddof = 1;
+    the learning-rate check dropped."""
+    published, suite, outside = tmp_path / "published", tmp_path / "mujoco", tmp_path / "mujoco-ddpg-lr"
+    for folder in (published, suite, outside):
+        folder.mkdir()
+    steps = range(10_000, 300_001, 10_000)
+    for env_id in ddpg_lr.ENVS:  # Tianshou's band: 100 ± 10, at 25k and every 10k (10k and 20k: not compared)
+        band = {"steps": [25_000, *steps], "mean": [100.0] * 31, "lo": [90.0] * 31, "hi": [110.0] * 31}
+        (published / f"mujoco__ddpg_td3_sac-ddpg__{env_id}__tianshou.json").write_text(json.dumps(band))
+
+    env = "Hopper-v5"
+
+    def write(folder, name, seed, returns, rate=None, returncode=0, env_id=env):
+        """A run's result as the runner names it (`.failed.json` if it failed), its evaluations `returns` at their
+        steps, else `returns[0]`."""
+        curve = [[s, 1000.0 if s < 30_000 else returns.get(s, returns[0])] for s in steps]  # 1000: not compared
+        flags = ["--algo", "ddpg"] + (["--learning-rate", rate] if rate else [])
+        result = {"run": {"seed": seed, "flags": flags}, "returncode": returncode, "commit": "c0ffee", "wall_s": 90.0}
+        path = folder / f"ddpg_td3_sac-{name}__{env_id}__s{seed}{'.failed' if returncode else ''}.json"
+        path.write_text(json.dumps({**result, "eval_curve": curve}))
+
+    write(suite, "ddpg", 1, {0: 120.0, 300_000: 110.0})  # above but at 300k, on the band's upper edge
+    write(outside, "ddpg_lr3e-4", 2, {0: 80.0, 40_000: 140.0}, "3e-4")  # below but at 40k
+    write(outside, "ddpg_lr1e-3", 1, {0: 104.0, **{s: 130.0 for s in range(30_000, 150_001, 10_000)}}, "1e-3")
+    write(outside, "ddpg_lr1e-3", 3, {0: 0.0}, "1e-3", returncode=1)  # failed, then run again
+    write(outside, "ddpg_lr1e-3", 3, {0: 96.0}, "1e-3")
+    summary, rows = ddpg_lr.env_tables(env, tmp_path, published)
+    band = "100 ± 10 / 100 ± 10"
+    assert [cells(r) for r in summary] == [
+        [env, "3e-4", "1–2 (2)", "100 ± 20", "95 ± 15", band, "inside / inside", "27 / 1 / 0 (40k outside)", "1"],
+        [env, "1e-3", "1, 3 (2)", "113 ± 17", "100 ± 4", band, "above / inside", "15 / 13 / 0", "0"],
+    ]
+    empty = [""] * 5
+    assert [cells(r) for r in rows] == [
+        ["1", "120", "110", "1 / 27 / 0", "c0ffee", "1.5", "130", "104", "15 / 13 / 0", "c0ffee", "1.5", "13"],
+        ["2", "80", "80", "0 / 1 / 27", "c0ffee", "1.5", *empty, ""],
+        ["3", *empty, "96", "96", "28 / 0 / 0", "c0ffee", "1.5", ""],
+    ]
+    for table in ddpg_lr.report(tmp_path, published).split("\n\n"):  # every row as wide as its header
+        widths = {len(cells(line)) for line in table.splitlines() if line.startswith("|")}
+        assert len(widths) <= 1, table
+    write(suite, "ddpg", 1, {0: 100.0}, env_id="Walker2d-v5")  # inside at every evaluation
+    assert cells(ddpg_lr.env_tables("Walker2d-v5", tmp_path, published)[0][0])[-2:] == ["28 / 0 / 0", "0"]
+    assert ddpg_lr.seeds_label([1, 2, 3, 5, 7, 8]) == "1–3, 5, 7–8"
+    write(outside, "ddpg_lr1e-3", 4, {0: 100.0}, "3e-4")  # a file whose flags are not its name's
+    with pytest.raises(SystemExit, match="learning rate 3e-4"):
+        ddpg_lr.env_tables(env, tmp_path, published)
 
 
 def test_curve_is_the_moving_average_of_the_last_100_returns():
