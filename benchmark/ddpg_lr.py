@@ -67,14 +67,14 @@ def counts(curve: dict[int, float], band: dict) -> dict[str, int]:
 
 
 def seeds_label(seeds) -> str:
-    """[1, 2, 3, 5] -> '1–3, 5'."""
+    """[1, 2, 3, 5, 7, 8] -> '1–3, 5, 7, 8'."""
     spans = []
     for seed in seeds:
         if spans and seed == spans[-1][1] + 1:
             spans[-1][1] = seed
         else:
             spans.append([seed, seed])
-    return ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in spans)
+    return ", ".join(f"{a}–{b}" if b > a + 1 else ", ".join(map(str, range(a, b + 1))) for a, b in spans)
 
 
 def env_tables(env_id: str, results: Path = RESULTS, published: Path = PUBLISHED) -> tuple[list, list]:
