@@ -150,7 +150,8 @@ def test_the_eta_schedules_the_runs_left_on_the_slots_at_their_cells_mean_wall_t
 def test_ddpg_lr_counts_each_seed_and_the_mean_curve_against_tianshous_band(tmp_path):
     """Mutations run: inside/above swapped; the band's edges counted outside; the counts starting at 10k; a failed run
     counted; the suite's runs left out of 3e-4; the seed-by-seed column counting 3e-4 above 1e-3; std with ddof = 1;
-    the learning-rate check dropped."""
+    the learning-rate check dropped; a mean equal to Tianshou's counted under it; the steps outside the band listed
+    when there are none; a missing seed given four empty cells for five."""
     published, suite, outside = tmp_path / "published", tmp_path / "mujoco", tmp_path / "mujoco-ddpg-lr"
     for folder in (published, suite, outside):
         folder.mkdir()
