@@ -224,9 +224,10 @@ def git_commit() -> str:
     return (out.stdout.strip() or "unknown") + ("+changes" if uncommitted_changes() else "")
 
 
-def finished_walls(results_dir: Path) -> dict[tuple, list[float]]:
+def finished_walls(results_dir: Path, tag: str = "") -> dict[tuple, list[float]]:
     """The wall times of the runs that succeeded in `results_dir`, by cell (script, variant and env), whatever
-    `--threads` they ran at; a file that can't be read is left out."""
+    `--threads` they ran at; a file that can't be read is left out. A `tag` is appended to each variant as plan() does,
+    so that a suite's own runs are keyed as its cells' tagged runs."""
     walls = collections.defaultdict(list)
     for path in results_dir.glob("*.json"):
         try:
@@ -235,7 +236,17 @@ def finished_walls(results_dir: Path) -> dict[tuple, list[float]]:
         except (ValueError, TypeError, KeyError):  # cut short, or not a run's result (datasets.json)
             continue
         if result.get("returncode") == 0:  # not a .failed.json
+            run = run._replace(variant="_".join(filter(None, (run.variant, tag))))
             walls[(run.name, run.env_id)].append(wall)
+    return walls
+
+
+def known_walls(results_dir: Path, suite_dir: Path, tag: str = "") -> dict[tuple, list[float]]:
+    """The wall times the ETA goes by, by cell: those of the runs that succeeded in `results_dir`; a cell with none
+    there (the first runs of a new --tag) takes those of the suite's own runs of it in `suite_dir`."""
+    walls = finished_walls(results_dir)
+    for cell, times in finished_walls(suite_dir, tag).items():
+        walls.setdefault(cell, times)
     return walls
 
 
@@ -267,10 +278,10 @@ def progress_line(done, total, failed, elapsed, eta) -> str:
 
 
 def run_suite(
-    suite: str, runs: list[Run], results_dir: Path, address=None, num_cpus=None, parallel=None, threads=1
+    suite: str, runs: list[Run], results_dir: Path, address=None, num_cpus=None, parallel=None, threads=1, tag=""
 ) -> list[dict]:
     """Run every run of `runs` whose result is not in `results_dir` yet, each on `threads` CPUs, at most `parallel` at a
-    time (default: as many as the cluster's CPUs allow); return the failures."""
+    time (default: as many as the cluster's CPUs allow); return the failures. `tag`: the one plan() gave the runs."""
     results_dir.mkdir(parents=True, exist_ok=True)
     todo = [r for r in runs if not (results_dir / f"{r.id}.json").exists()]
     print(
@@ -307,7 +318,7 @@ def run_suite(
     queue, pending = list(todo), {}
     # for the ETA: how many runs fit at once, when each run of this sitting ended, the finished runs' wall times
     slots = max(1, min(parallel or len(todo), sum(int(cpus // threads) for cpus in nodes)))
-    ended, ran_elsewhere, walls = {}, [], finished_walls(results_dir)
+    ended, ran_elsewhere, walls = {}, [], known_walls(results_dir, RESULTS / suite, tag)
 
     def progress() -> str:
         done, elapsed = len(todo) - len(pending) - len(queue), time.time() - started
@@ -491,7 +502,9 @@ def main():
     problems = dataset_mismatches(runs, results_dir)
     if problems:
         refuse(f"{'; '.join(problems)}: the results in {results_dir} are of the datasets its datasets.json describes")
-    failures = run_suite(args.suite, runs, results_dir, args.address, args.num_cpus, args.parallel, args.threads)
+    failures = run_suite(
+        args.suite, runs, results_dir, args.address, args.num_cpus, args.parallel, args.threads, args.tag
+    )
     sys.exit(1 if failures else 0)
 
 

@@ -147,6 +147,26 @@ def test_the_eta_schedules_the_runs_left_on_the_slots_at_their_cells_mean_wall_t
     assert "ETA n/a" in runner.progress_line(0, 1, 0, 0.0, None)
 
 
+def test_a_new_tags_first_runs_take_their_eta_from_the_suites_own_runs_of_their_cells(tmp_path, monkeypatch, capsys):
+    """A tagged run whose cell has no finished run in its folder yet (a new --tag) takes the wall times of the suite's
+    own runs of that cell, in benchmark/results/<suite>; a finished tagged run of the cell takes over from them.
+    Mutations run: the tag not appended to the suite's variants (no cell matches, ETA n/a); the suite's times put over
+    the folder's; run_suite reading only its folder; main not passing the tag to run_suite (the test above)."""
+    cell = Run("dqn_atari.py", "CartPole-v1", 1, ("--total-timesteps", "0"))  # exits at once with status 2
+    suite_dir, tagged_dir = tmp_path / "test", tmp_path / "test-lr1e-3"
+    suite_dir.mkdir()
+    for seed, wall in ((1, 1200.0), (2, 1800.0)):
+        own = cell._replace(seed=seed)
+        (suite_dir / f"{own.id}.json").write_text(json.dumps({"run": own._asdict(), "returncode": 0, "wall_s": wall}))
+    [run] = runner.plan([cell], seeds=[3], flags=["--learning-rate", "1e-3"], tag="lr1e-3")
+    monkeypatch.setattr(runner, "RESULTS", tmp_path)
+    runner.run_suite("test", [run], tagged_dir, num_cpus=1, tag="lr1e-3")
+    assert "0/1 runs  0 failed  0.0 min  ETA 25.0 min" in capsys.readouterr().out  # the mean of 1200 s and 1800 s
+    ended = run._replace(seed=1)
+    (tagged_dir / f"{ended.id}.json").write_text(json.dumps({"run": ended._asdict(), "returncode": 0, "wall_s": 600.0}))
+    assert runner.known_walls(tagged_dir, suite_dir, "lr1e-3") == {(run.name, run.env_id): [600.0]}
+
+
 def test_ddpg_lr_counts_each_seed_and_the_mean_curve_against_tianshous_band(tmp_path):
     """Mutations run: inside/above swapped; the band's edges counted outside; the counts starting at 10k; a failed run
     counted; the suite's runs left out of 3e-4; the seed-by-seed column counting 3e-4 above 1e-3; std with ddof = 1;
@@ -482,7 +502,7 @@ def test_seeds_flags_and_tag_run_a_suites_cells_as_runs_of_their_own(tmp_path, m
     started = []
     monkeypatch.setattr(runner, "uncommitted_changes", lambda: [])
     monkeypatch.setattr(
-        runner, "run_suite", lambda suite, runs, results_dir, *args: started.append((runs, results_dir))
+        runner, "run_suite", lambda suite, runs, results_dir, *args: started.append((runs, results_dir, args[-1]))
     )
 
     def main(*flags):
@@ -492,10 +512,10 @@ def test_seeds_flags_and_tag_run_a_suites_cells_as_runs_of_their_own(tmp_path, m
         return stop.value.code
 
     assert main("--suite", "mujoco", "--only", "^ddpg_td3_sac-ddpg__", "--seeds", "12") == 0
-    assert started.pop() == (runner.plan(suite, "^ddpg_td3_sac-ddpg__", [12]), runner.RESULTS / "mujoco")
+    assert started.pop() == (runner.plan(suite, "^ddpg_td3_sac-ddpg__", [12]), runner.RESULTS / "mujoco", "")
     tagged = ("--suite", "mujoco", "--only", "^ddpg_td3_sac-ddpg__", "--seeds", "12", "--tag", "lr1e-3")
     assert main(*tagged, "--flags=--learning-rate 1e-3 --total-timesteps=5000") == 0
-    assert started.pop() == (ddpg, runner.RESULTS / "mujoco-lr1e-3")
+    assert started.pop() == (ddpg, runner.RESULTS / "mujoco-lr1e-3", "lr1e-3")  # the tag: for the ETA
     capsys.readouterr()
     for bad in (
         ["--seeds", "3-1"],
