@@ -243,7 +243,8 @@ def finished_walls(results_dir: Path, tag: str = "") -> dict[tuple, list[float]]
 
 def known_walls(results_dir: Path, suite_dir: Path, tag: str = "") -> dict[tuple, list[float]]:
     """The wall times the ETA goes by, by cell: those of the runs that succeeded in `results_dir`; a cell with none
-    there (the first runs of a new --tag) takes those of the suite's own runs of it in `suite_dir`."""
+    there (the first runs of a new --tag) takes those of the suite's own runs of it in `suite_dir`, until one of its
+    runs succeeds here."""
     walls = finished_walls(results_dir)
     for cell, times in finished_walls(suite_dir, tag).items():
         walls.setdefault(cell, times)
@@ -348,9 +349,10 @@ def run_suite(
             result["commit"] = commit
             ended[run.id] = time.time() - started
             if result["returncode"] == 0:
-                walls[(run.name, run.env_id)].append(result["wall_s"])
                 (results_dir / f"{run.id}.json").write_text(json.dumps(result))
                 (results_dir / f"{run.id}.failed.json").unlink(missing_ok=True)
+                # read again: the cell now has a time of its own, in place of any it borrowed from the suite
+                walls = known_walls(results_dir, RESULTS / suite, tag)
                 mean_eval = sum(result["eval_returns"]) / max(len(result["eval_returns"]), 1)
                 what = f"eval {mean_eval:.1f}, {result['wall_s']:.0f} s"
             else:

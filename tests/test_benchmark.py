@@ -149,22 +149,26 @@ def test_the_eta_schedules_the_runs_left_on_the_slots_at_their_cells_mean_wall_t
 
 def test_a_new_tags_first_runs_take_their_eta_from_the_suites_own_runs_of_their_cells(tmp_path, monkeypatch, capsys):
     """A tagged run whose cell has no finished run in its folder yet (a new --tag) takes the wall times of the suite's
-    own runs of that cell, in benchmark/results/<suite>; a finished tagged run of the cell takes over from them.
-    Mutations run: the tag not appended to the suite's variants (no cell matches, ETA n/a); the suite's times put over
-    the folder's; run_suite reading only its folder; main not passing the tag to run_suite (the test above)."""
-    cell = Run("dqn_atari.py", "CartPole-v1", 1, ("--total-timesteps", "0"))  # exits at once with status 2
+    own runs of that cell, in benchmark/results/<suite>; once a tagged run of the cell succeeds, the cell goes by the
+    tagged runs alone. Mutations run: the tag not appended to the suite's variants (the cell takes every cell's mean);
+    the suite's times put over the folder's; run_suite reading only its folder; the times not read again when a run
+    ends (the suite's and the tagged run's mixed); main not passing the tag to run_suite (the test above)."""
+    flags = ("--total-timesteps", "300", "--learning-starts", "100", "--eval-episodes", "1")
+    cell, other = Run("dqn_atari.py", "CartPole-v1", 1, flags), Run("dqn_atari.py", "Acrobot-v1", 1, flags)
     suite_dir, tagged_dir = tmp_path / "test", tmp_path / "test-lr1e-3"
     suite_dir.mkdir()
-    for seed, wall in ((1, 1200.0), (2, 1800.0)):
-        own = cell._replace(seed=seed)
+    for own, wall in ((cell, 1200.0), (cell._replace(seed=2), 1800.0), (other, 6000.0)):
         (suite_dir / f"{own.id}.json").write_text(json.dumps({"run": own._asdict(), "returncode": 0, "wall_s": wall}))
-    [run] = runner.plan([cell], seeds=[3], flags=["--learning-rate", "1e-3"], tag="lr1e-3")
+    runs = runner.plan([cell], seeds=[3, 4], flags=["--learning-rate", "1e-3"], tag="lr1e-3")
     monkeypatch.setattr(runner, "RESULTS", tmp_path)
-    runner.run_suite("test", [run], tagged_dir, num_cpus=1, tag="lr1e-3")
-    assert "0/1 runs  0 failed  0.0 min  ETA 25.0 min" in capsys.readouterr().out  # the mean of 1200 s and 1800 s
-    ended = run._replace(seed=1)
-    (tagged_dir / f"{ended.id}.json").write_text(json.dumps({"run": ended._asdict(), "returncode": 0, "wall_s": 600.0}))
-    assert runner.known_walls(tagged_dir, suite_dir, "lr1e-3") == {(run.name, run.env_id): [600.0]}
+    assert runner.run_suite("test", runs, tagged_dir, num_cpus=1, tag="lr1e-3") == []
+    lines = capsys.readouterr().out.splitlines()
+    # two runs one at a time, each at the mean of the cell's 1200 s and 1800 s (not every cell's 3000 s)
+    assert any(line.startswith("[") and "0/2 runs  0 failed  0.0 min  ETA 50.0 min" in line for line in lines)
+    first = next(line for line in lines if "1/2 runs" in line and runs[0].id in line)
+    assert float(first.split("ETA ")[1].split(" min")[0]) < 1  # seed 4 at seed 3's seconds, not at ~1000 s
+    walls = runner.known_walls(tagged_dir, suite_dir, "lr1e-3")[(runs[0].name, runs[0].env_id)]
+    assert len(walls) == 2 and max(walls) < 600  # the tagged runs' own
 
 
 def test_ddpg_lr_counts_each_seed_and_the_mean_curve_against_tianshous_band(tmp_path):
