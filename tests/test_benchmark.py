@@ -152,7 +152,8 @@ def test_a_new_tags_first_runs_take_their_eta_from_the_suites_own_runs_of_their_
     own runs of that cell, in benchmark/results/<suite>; once a tagged run of the cell succeeds, the cell goes by the
     tagged runs alone. Mutations run: the tag not appended to the suite's variants (the cell takes every cell's mean);
     the suite's times put over the folder's; run_suite reading only its folder; the times not read again when a run
-    ends (the suite's and the tagged run's mixed); main not passing the tag to run_suite (the test above)."""
+    ends (the suite's and the tagged run's mixed). That main hands the tag to run_suite is checked in
+    test_seeds_flags_and_tag_run_a_suites_cells_as_runs_of_their_own."""
     flags = ("--total-timesteps", "300", "--learning-starts", "100", "--eval-episodes", "1")
     cell, other = Run("dqn_atari.py", "CartPole-v1", 1, flags), Run("dqn_atari.py", "Acrobot-v1", 1, flags)
     suite_dir, tagged_dir = tmp_path / "test", tmp_path / "test-lr1e-3"
@@ -485,7 +486,8 @@ def test_seeds_flags_and_tag_run_a_suites_cells_as_runs_of_their_own(tmp_path, m
     before any run. Mutations run: the seeds not replaced; the flags put before the suite's; `total_steps` reading the
     first --total-timesteps, or not reading `--total_timesteps`; the tag left out of the variant, and out of the default
     folder; the checks of --flags with --tag, of a taken name and of the runner's own flags dropped; a backwards range
-    read as empty; `+4` read as a seed; the report listing every failure in the folder."""
+    read as empty; `+4` read as a seed; the report listing every failure in the folder; the tag not passed to
+    run_suite (its ETA reads the suite's runs with it)."""
     suite = SUITES["mujoco"]
     cells = [(r.name, r.env_id, r.flags) for r in suite if r.seed == 1]
     planned = runner.plan(suite, seeds=[4, 5])
