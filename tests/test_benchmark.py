@@ -1,9 +1,11 @@
-"""Tests of benchmark/: the runner (Ray tasks, resuming, failures), the report's statistics and the smoke suite."""
+"""Tests of benchmark/: the runner (Ray tasks, resuming, failures), the report's statistics, the smoke suite, and the
+committed reports and their copies in the docs against the committed results."""
 
 import collections
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 
@@ -342,6 +344,51 @@ def test_iqm_ci_is_the_same_on_every_run():
             grouped = {**others, **{("dqn_atari.py", env): results for env, results in dqn.items()}}
             lines |= {row for row in report.iqm_lines(grouped, anchors) if row.startswith("| dqn_atari |")}
     assert len(lines) == 1
+
+
+REPORTED = ("classic", "minatar", "mujoco", "offline")  # the suites with committed results
+
+
+@pytest.mark.parametrize("suite", REPORTED)
+def test_each_committed_report_is_what_report_py_writes_from_the_committed_results(suite, tmp_path):
+    """benchmark/results/<suite>.md, and mujoco-ddpg-lr.md, are regenerated from the JSON beside them: a result added
+    or changed without running the report fails here. Mutation run: one committed result's `wall_s` changed (each
+    suite, and a DDPG file in mujoco-ddpg-lr/)."""
+    report.report(suite, report.RESULTS / suite, tmp_path)
+    assert (tmp_path / f"{suite}.md").read_text() == (report.RESULTS / f"{suite}.md").read_text()
+    if suite == "mujoco":
+        assert ddpg_lr.report() == (report.RESULTS / "mujoco-ddpg-lr.md").read_text()
+
+
+def test_the_docs_copies_of_report_rows_and_of_the_learning_rate_table_are_the_reports():
+    """A row of a docs page or the README that names a report's row (script, env and measure) has its cells, the empty
+    ones and the footnote marks aside; the DDPG page's learning-rate table is mujoco-ddpg-lr.md's first table. Mutation
+    run: a value changed in a copied row of docs/ddpg_td3_sac.md, and in its learning-rate table."""
+
+    def kept(row):
+        return [re.sub(r"\s*\[\^\d+\]", "", c) for c in cells(row) if c]
+
+    rows = {}
+    for suite in REPORTED:
+        for line in (report.RESULTS / f"{suite}.md").read_text().splitlines():
+            if line.startswith("| ") and len(cells(line)) > 3 and cells(line)[0] != "script":  # not a header
+                rows[tuple(cells(line)[i] for i in (0, 1, 3))] = kept(line)
+    copies = 0
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for line in page.read_text().splitlines():
+            key = tuple(cells(line)[i] for i in (0, 1, 3)) if line.startswith("| ") and len(cells(line)) > 3 else None
+            if key in rows:
+                assert kept(line) == rows[key], (page.name, line)
+                copies += 1
+    assert copies > 50  # the docs pages quote the suites' rows
+
+    def table(text):
+        lines = text.splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith("| env | Adam rate"))
+        return lines[start : next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))]
+
+    lr_table = table((report.RESULTS / "mujoco-ddpg-lr.md").read_text())
+    assert table((ROOT / "docs" / "ddpg_td3_sac.md").read_text()) == lr_table and len(lr_table) == 8
 
 
 @pytest.mark.parametrize("suite", sorted(SUITES))
