@@ -360,27 +360,51 @@ def test_each_committed_report_is_what_report_py_writes_from_the_committed_resul
         assert ddpg_lr.report() == (report.RESULTS / "mujoco-ddpg-lr.md").read_text()
 
 
-def test_the_docs_copies_of_report_rows_and_of_the_learning_rate_table_are_the_reports():
-    """A row of a docs page or the README that names a report's row (script, env and measure) has its cells, the empty
-    ones and the footnote marks aside; the DDPG page's learning-rate table is mujoco-ddpg-lr.md's first table. Mutation
-    run: a value changed in a copied row of docs/ddpg_td3_sac.md, and in its learning-rate table."""
+def test_the_docs_copies_of_report_rows_and_values_and_of_the_learning_rate_table_are_the_reports():
+    """What the docs pages and the README quote from the committed reports is the reports' text:
+    - a row of a docs table headed like a report's (`| script | env | seeds | measure |`) names a report row by its
+      script, env and measure, and has its cells, the empty ones and the footnote marks aside; so has any other table
+      row that names one;
+    - a table cell anywhere that gives a mean ± std with each seed's value is a cell of a report (− read as -);
+    - the DDPG page's learning-rate table is mujoco-ddpg-lr.md's first table.
+    The README's results table, which gives no seed's value, is not checked. Mutation run: a value changed in a
+    copied row of docs/ddpg_td3_sac.md, in a per-seed cell of docs/dqn.md's MinAtar table and of docs/c51.md's, and
+    in the learning-rate table; a measure reworded in a row of docs/ddpg_td3_sac.md's report table."""
+    assert {path.stem for path in report.RESULTS.glob("*.md")} == {*REPORTED, "mujoco-ddpg-lr"}
 
-    def kept(row):
-        return [re.sub(r"\s*\[\^\d+\]", "", c) for c in cells(row) if c]
+    def key(line):
+        return tuple(cells(line)[i] for i in (0, 1, 3)) if len(cells(line)) > 3 else None
 
-    rows = {}
-    for suite in REPORTED:
-        for line in (report.RESULTS / f"{suite}.md").read_text().splitlines():
-            if line.startswith("| ") and len(cells(line)) > 3 and cells(line)[0] != "script":  # not a header
-                rows[tuple(cells(line)[i] for i in (0, 1, 3))] = kept(line)
-    copies = 0
+    def kept(line):
+        return [re.sub(r"\s*\[\^\d+\]", "", c) for c in cells(line) if c]
+
+    rows, values = {}, set()
+    for path in sorted(report.RESULTS.glob("*.md")):
+        for line in path.read_text().splitlines():
+            if line.startswith("| "):
+                values |= {c.replace("−", "-") for c in cells(line)}
+                if path.stem in REPORTED and cells(line)[0] != "script" and key(line):  # not a table's header
+                    assert rows.setdefault(key(line), kept(line)) == kept(line), line  # a key names one row
+    per_seed = re.compile(r"-?[\d.,]+ ± [\d.,]+ \(.+, .+\)")
+    copies = quoted = 0
     for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        header = None
         for line in page.read_text().splitlines():
-            key = tuple(cells(line)[i] for i in (0, 1, 3)) if line.startswith("| ") and len(cells(line)) > 3 else None
-            if key in rows:
-                assert kept(line) == rows[key], (page.name, line)
-                copies += 1
-    assert copies > 50  # the docs pages quote the suites' rows
+            if not line.startswith("|"):
+                header = None
+            elif header is None:
+                header = cells(line)
+            elif not line.startswith("|---"):
+                if header[0] == "script" and header[3:4] == ["measure"]:
+                    assert key(line) in rows, (page.name, line)
+                if key(line) in rows:
+                    assert kept(line) == rows[key(line)], (page.name, line)
+                    copies += 1
+                for cell in cells(line):
+                    if per_seed.fullmatch(cell.replace("−", "-")):
+                        assert cell.replace("−", "-") in values, (page.name, cell)
+                        quoted += 1
+    assert copies > 50 and quoted > 80  # the docs pages quote the suites' rows and values
 
     def table(text):
         lines = text.splitlines()
