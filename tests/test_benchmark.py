@@ -2,6 +2,7 @@
 committed reports and their copies in the docs against the committed results."""
 
 import collections
+import itertools
 import json
 import os
 import platform
@@ -366,10 +367,12 @@ def test_the_docs_copies_of_report_rows_and_values_and_of_the_learning_rate_tabl
       script, env and measure, and has its cells, the empty ones and the footnote marks aside; so has any other table
       row that names one;
     - a table cell anywhere that gives a mean ± std with each seed's value is a cell of a report (− read as -);
-    - the DDPG page's learning-rate table is mujoco-ddpg-lr.md's first table.
-    The README's results table, which gives no seed's value, is not checked. Mutation run: a value changed in a
-    copied row of docs/ddpg_td3_sac.md, in a per-seed cell of docs/dqn.md's MinAtar table and of docs/c51.md's, and
-    in the learning-rate table; a measure reworded in a row of docs/ddpg_td3_sac.md's report table."""
+    - the DDPG page's learning-rate table is mujoco-ddpg-lr.md's first table;
+    - each mean ± std in the "ours" column of the README's results table, which gives no seed's value, begins a cell
+      of a report.
+    Mutation run: a value changed in a copied row of docs/ddpg_td3_sac.md, in a per-seed cell of docs/dqn.md's
+    MinAtar table and of docs/c51.md's, in the learning-rate table and in the README's results table; a measure
+    reworded in a row of docs/ddpg_td3_sac.md's report table."""
     assert {path.stem for path in report.RESULTS.glob("*.md")} == {*REPORTED, "mujoco-ddpg-lr"}
 
     def key(line):
@@ -405,6 +408,11 @@ def test_the_docs_copies_of_report_rows_and_values_and_of_the_learning_rate_tabl
                         assert cell.replace("−", "-") in values, (page.name, cell)
                         quoted += 1
     assert copies > 50 and quoted > 80  # the docs pages quote the suites' rows and values
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| suite | script | env | ours"))
+    table_rows = itertools.takewhile(lambda line: line.startswith("|"), lines[start + 2 :])
+    means = [m for row in table_rows for m in re.findall(r"-?[\d.]+ ± [\d.]+", cells(row)[3].replace("−", "-"))]
+    assert len(means) > 30 and [m for m in means if not any(v.startswith(f"{m} (") for v in values)] == []
 
     def table(text):
         lines = text.splitlines()
