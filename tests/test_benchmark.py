@@ -361,36 +361,39 @@ def test_each_committed_report_is_what_report_py_writes_from_the_committed_resul
         assert ddpg_lr.report() == (report.RESULTS / "mujoco-ddpg-lr.md").read_text()
 
 
-def test_the_docs_copies_of_report_rows_and_values_and_of_the_learning_rate_table_are_the_reports():
-    """What the docs pages and the README quote from the committed reports is the reports' text:
-    - a row of a docs table headed like a report's (`| script | env | seeds | measure |`) names a report row by its
-      script, env and measure, and has its cells, the empty ones and the footnote marks aside; so has any other table
-      row that names one;
-    - a table cell anywhere that gives a mean ± std with each seed's value is a cell of a report (− read as -);
-    - the DDPG page's learning-rate table is mujoco-ddpg-lr.md's first table;
-    - each mean ± std in the "ours" column of the README's results table, which gives no seed's value, begins a cell
-      of a report.
-    Mutation run: a value changed in a copied row of docs/ddpg_td3_sac.md, in a per-seed cell of docs/dqn.md's
-    MinAtar table and of docs/c51.md's, in the learning-rate table and in the README's results table; a measure
-    reworded in a row of docs/ddpg_td3_sac.md's report table."""
-    assert {path.stem for path in report.RESULTS.glob("*.md")} == {*REPORTED, "mujoco-ddpg-lr"}
-
-    def key(line):
-        return tuple(cells(line)[i] for i in (0, 1, 3)) if len(cells(line)) > 3 else None
-
-    def kept(line):
-        return [re.sub(r"\s*\[\^\d+\]", "", c) for c in cells(line) if c]
-
+def report_rows_and_cells() -> tuple[dict, set]:
+    """The committed reports' table rows by (script, env, measure), their cells kept as `kept_cells` keeps them, and
+    the set of every cell of every report's tables (− read as -)."""
+    assert {path.stem for path in report.RESULTS.glob("*.md")} == {*REPORTED, "mujoco-ddpg-lr"}  # none unchecked
     rows, values = {}, set()
     for path in sorted(report.RESULTS.glob("*.md")):
         for line in path.read_text().splitlines():
             if line.startswith("| "):
                 values |= {c.replace("−", "-") for c in cells(line)}
-                if path.stem in REPORTED and cells(line)[0] != "script" and key(line):  # not a table's header
-                    assert rows.setdefault(key(line), kept(line)) == kept(line), line  # a key names one row
+                if path.stem in REPORTED and cells(line)[0] != "script" and row_key(line):  # not a table's header
+                    assert rows.setdefault(row_key(line), kept_cells(line)) == kept_cells(line), line  # one row a key
+    return rows, values
+
+
+def row_key(line):
+    return tuple(cells(line)[i] for i in (0, 1, 3)) if len(cells(line)) > 3 else None
+
+
+def kept_cells(line):
+    """A table row's cells, the empty ones and the footnote marks aside."""
+    return [re.sub(r"\s*\[\^\d+\]", "", c) for c in cells(line) if c]
+
+
+def test_what_the_docs_pages_quote_from_the_reports_is_the_reports_text():
+    """A row of a docs table headed like a report's (`| script | env | seeds | measure |`) names a report row by its
+    script, env and measure, and has its cells, the empty ones and footnote marks aside; so has any other table row
+    that names one. A table cell that gives a mean ± std with each seed's value is a cell of a report (− read as -).
+    Mutation run: a value changed in a copied row of docs/ddpg_td3_sac.md, and in a per-seed cell of docs/dqn.md's
+    MinAtar table and of docs/c51.md's; a measure reworded in a row of docs/ddpg_td3_sac.md's report table."""
+    rows, values = report_rows_and_cells()
     per_seed = re.compile(r"-?[\d.,]+ ± [\d.,]+ \(.+, .+\)")
     copies = quoted = 0
-    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+    for page in sorted((ROOT / "docs").glob("*.md")):
         header = None
         for line in page.read_text().splitlines():
             if not line.startswith("|"):
@@ -399,20 +402,40 @@ def test_the_docs_copies_of_report_rows_and_values_and_of_the_learning_rate_tabl
                 header = cells(line)
             elif not line.startswith("|---"):
                 if header[0] == "script" and header[3:4] == ["measure"]:
-                    assert key(line) in rows, (page.name, line)
-                if key(line) in rows:
-                    assert kept(line) == rows[key(line)], (page.name, line)
+                    assert row_key(line) in rows, (page.name, line)
+                if row_key(line) in rows:
+                    assert kept_cells(line) == rows[row_key(line)], (page.name, line)
                     copies += 1
                 for cell in cells(line):
                     if per_seed.fullmatch(cell.replace("−", "-")):
                         assert cell.replace("−", "-") in values, (page.name, cell)
                         quoted += 1
     assert copies > 50 and quoted > 80  # the docs pages quote the suites' rows and values
+
+
+def test_the_readmes_results_table_gives_the_reports_means():
+    """In the "ours" column of the README's results table, which gives no seed's value, each mean ± std begins a
+    report's cell, and each mean given alone (MuJoCo's, the offline scores) is a report's mean, rounded. Mutation run:
+    a mean ± std changed (−87.1 to −87.2), and a mean alone of each kind (5350 to 5351, 383 to 384, 17.1 to 17.2)."""
+    _, values = report_rows_and_cells()
     lines = (ROOT / "README.md").read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("| suite | script | env | ours"))
-    table_rows = itertools.takewhile(lambda line: line.startswith("|"), lines[start + 2 :])
-    means = [m for row in table_rows for m in re.findall(r"-?[\d.]+ ± [\d.]+", cells(row)[3].replace("−", "-"))]
-    assert len(means) > 30 and [m for m in means if not any(v.startswith(f"{m} (") for v in values)] == []
+    table = itertools.takewhile(lambda line: line.startswith("|"), lines[start + 2 :])
+    ours = [cells(row)[3].replace("−", "-") for row in table]
+    with_std = [m for cell in ours for m in re.findall(r"-?[\d.]+ ± [\d.]+", cell)]
+    assert len(with_std) > 30 and [m for m in with_std if not any(v.startswith(f"{m} (") for v in values)] == []
+    means = [float(v.split(" ± ")[0]) for v in values if re.fullmatch(r"-?[\d.]+ ± [\d.]+ \(.+\)", v)]
+    alone = [x for cell in ours for x in re.findall(r"-?\d[\d.]*", re.sub(r"-?[\d.]+ ± [\d.]+|\(\d+\)", "", cell))]
+
+    def rounds_to(mean, x):  # a report's mean, given to 0.1, rounded to x's decimals
+        decimals = len(x.partition(".")[2])
+        return abs(mean - float(x)) <= 0.5 * 10**-decimals + (0.05 if decimals == 0 else 0)
+
+    assert len(alone) > 30 and [x for x in alone if not any(rounds_to(m, x) for m in means)] == []
+
+
+def test_the_ddpg_pages_learning_rate_table_is_ddpg_lrs():
+    """Mutation run: a value changed in the page's table (740 to 741)."""
 
     def table(text):
         lines = text.splitlines()
