@@ -435,7 +435,7 @@ def test_the_readmes_results_table_gives_the_reports_means():
 
 
 def test_the_ddpg_pages_learning_rate_table_is_ddpg_lrs():
-    """Mutation run: a value changed in the page's table (740 to 741)."""
+    """Mutation run: a value changed in the page's table (one mean, by 1)."""
 
     def table(text):
         lines = text.splitlines()
