@@ -384,6 +384,13 @@ def kept_cells(line):
     return [re.sub(r"\s*\[\^\d+\]", "", c) for c in cells(line) if c]
 
 
+def table_lines(text, header):
+    """The lines of the markdown table whose header row starts with `header`: the header, the rule and the rows."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    return list(itertools.takewhile(lambda line: line.startswith("|"), lines[start:]))
+
+
 def test_what_the_docs_pages_quote_from_the_reports_is_the_reports_text():
     """A row of a docs table headed like a report's (`| script | env | seeds | measure |`) names a report row by its
     script, env and measure, and has its cells, the empty ones and footnote marks aside; so has any other table row
@@ -406,9 +413,9 @@ def test_what_the_docs_pages_quote_from_the_reports_is_the_reports_text():
                 if row_key(line) in rows:
                     assert kept_cells(line) == rows[row_key(line)], (page.name, line)
                     copies += 1
-                for cell in cells(line):
-                    if per_seed.fullmatch(cell.replace("−", "-")):
-                        assert cell.replace("−", "-") in values, (page.name, cell)
+                for cell in (c.replace("−", "-") for c in cells(line)):
+                    if per_seed.fullmatch(cell):
+                        assert cell in values, (page.name, cell)
                         quoted += 1
     assert copies > 50 and quoted > 80  # the docs pages quote the suites' rows and values
 
@@ -418,10 +425,8 @@ def test_the_readmes_results_table_gives_the_reports_means():
     report's cell, and each mean given alone (MuJoCo's, the offline scores) is a report's mean, rounded. Mutation run:
     a mean ± std changed (−87.1 to −87.2), and a mean alone of each kind (5350 to 5351, 383 to 384, 17.1 to 17.2)."""
     _, values = report_rows_and_cells()
-    lines = (ROOT / "README.md").read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| suite | script | env | ours"))
-    table = itertools.takewhile(lambda line: line.startswith("|"), lines[start + 2 :])
-    ours = [cells(row)[3].replace("−", "-") for row in table]
+    table = table_lines((ROOT / "README.md").read_text(), "| suite | script | env | ours")
+    ours = [cells(row)[3].replace("−", "-") for row in table[2:]]
     with_std = [m for cell in ours for m in re.findall(r"-?[\d.]+ ± [\d.]+", cell)]
     assert len(with_std) > 30 and [m for m in with_std if not any(v.startswith(f"{m} (") for v in values)] == []
     means = [float(v.split(" ± ")[0]) for v in values if re.fullmatch(r"-?[\d.]+ ± [\d.]+ \(.+\)", v)]
@@ -436,14 +441,9 @@ def test_the_readmes_results_table_gives_the_reports_means():
 
 def test_the_ddpg_pages_learning_rate_table_is_ddpg_lrs():
     """Mutation run: a value changed in the page's table (one mean, by 1)."""
-
-    def table(text):
-        lines = text.splitlines()
-        start = next(i for i, line in enumerate(lines) if line.startswith("| env | Adam rate"))
-        return lines[start : next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))]
-
-    lr_table = table((report.RESULTS / "mujoco-ddpg-lr.md").read_text())
-    assert table((ROOT / "docs" / "ddpg_td3_sac.md").read_text()) == lr_table and len(lr_table) == 8
+    lr_table = table_lines((report.RESULTS / "mujoco-ddpg-lr.md").read_text(), "| env | Adam rate")
+    assert table_lines((ROOT / "docs" / "ddpg_td3_sac.md").read_text(), "| env | Adam rate") == lr_table
+    assert len(lr_table) == 8  # header, rule, 3 envs x 2 rates
 
 
 @pytest.mark.parametrize("suite", sorted(SUITES))
