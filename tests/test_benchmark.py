@@ -420,23 +420,71 @@ def test_what_the_docs_pages_quote_from_the_reports_is_the_reports_text():
     assert copies > 50 and quoted > 80  # the docs pages quote the suites' rows and values
 
 
-def test_the_readmes_results_table_gives_the_reports_means():
-    """In the "ours" column of the README's results table, which gives no seed's value, each mean ± std begins a
-    report's cell, and each mean given alone (MuJoCo's, the offline scores) is a report's mean, rounded. Mutation run:
-    a mean ± std changed (−87.1 to −87.2), and a mean alone of each kind (5350 to 5351, 383 to 384, 17.1 to 17.2)."""
-    _, values = report_rows_and_cells()
-    table = table_lines((ROOT / "README.md").read_text(), "| suite | script | env | ours")
-    ours = [cells(row)[3].replace("−", "-") for row in table[2:]]
-    with_std = [m for cell in ours for m in re.findall(r"-?[\d.]+ ± [\d.]+", cell)]
-    assert len(with_std) > 30 and [m for m in with_std if not any(v.startswith(f"{m} (") for v in values)] == []
-    means = [float(v.split(" ± ")[0]) for v in values if re.fullmatch(r"-?[\d.]+ ± [\d.]+ \(.+\)", v)]
-    alone = [x for cell in ours for x in re.findall(r"-?\d[\d.]*", re.sub(r"-?[\d.]+ ± [\d.]+|\(\d+\)", "", cell))]
+README_SCRIPTS = {  # the README results table's name of each report's script and variant
+    "DQN": "dqn_atari",
+    "C51": "c51_atari",
+    "QR-DQN": "qrdqn_atari",
+    "IQN": "iqn_atari",
+    "FQF": "fqf_atari",
+    "Rainbow": "c51_atari rainbow",
+    "Rainbow without prioritized replay": "c51_atari rainbow_no_per",
+    "without noisy nets": "c51_atari rainbow_no_noisy",
+    "TD3, paper's settings": "ddpg_td3_sac td3_paper",
+    "TD3, its defaults": "ddpg_td3_sac td3",
+    "DDPG": "ddpg_td3_sac ddpg",
+    "SAC": "ddpg_td3_sac sac",
+    "IQL": "iql_offline iql",
+    "BC": "iql_offline bc",
+    "`--d2rl`": "iql_offline d2rl",
+    "`--bonus rnd`": "iql_offline rnd",
+    "`--bonus cvae`": "iql_offline cvae",
+    "`--distributional`": "iql_offline distributional",
+}
+README_SUITES = {  # suite: its env id, from the last word of the README's env, and the measures it gives, in order
+    "classic": ("{}", ["train return, last 100 episodes at 500,000"]),
+    "minatar": ("MinAtar/{}", ["train return, last 100 episodes at 1,000,000"]),
+    "mujoco": ("{}", ["eval return at 100,000", "eval return at 300,000"]),
+    "offline": ("hopper/sac-{}-v0", ["final normalised score at 50,000"]),
+}
 
-    def rounds_to(mean, x):  # a report's mean, given to 0.1, rounded to x's decimals
-        decimals = len(x.partition(".")[2])
-        return abs(mean - float(x)) <= 0.5 * 10**-decimals + (0.05 if decimals == 0 else 0)
 
-    assert len(alone) > 30 and [x for x in alone if not any(rounds_to(m, x) for m in means)] == []
+def test_the_readmes_results_table_gives_its_rows_report_values():
+    """Each row of the README's results table names report rows: its scripts, envs and measures, each " / " a list,
+    in that order. Each value in "ours" is its report row's mean ± std, or its mean rounded; each "(n)" is the rows'
+    finished seeds; each "vs band" is the rows'. Mutation run: a mean ± std changed (−87.1 to −87.2), a mean alone of
+    each kind (5350 to 5351, 383 to 384, 17.1 to 17.2), two rows' DDPG means swapped (472 and 236), a seed count (3 to
+    2) and a band (below to inside)."""
+    rows, _ = report_rows_and_cells()
+    table = table_lines((ROOT / "README.md").read_text().replace("−", "-"), "| suite | script | env | ours")
+    suite, checked = None, 0
+    for line in table[2:]:
+        first, scripts, envs, ours, _, bands = cells(line)
+        suite = first.partition(",")[0] or suite
+        env_id, measures = README_SUITES[suite]
+        keys = [
+            (README_SCRIPTS[s], env_id.format(e.split()[-1]), m)
+            for s in scripts.split(" / ")
+            for e in envs.split(" / ")
+            for m in measures
+        ]
+        values = re.sub(r" \(\d+\)", "", ours).split(" / ")
+        assert len(values) == len(keys) and set(re.findall(r"\((\d+)\)", ours)) == {
+            rows[k][2].partition("/")[0] for k in keys
+        }, line
+        for key, value in zip(keys, values):
+            ours_cell = rows[key][4].replace("−", "-")
+            mean = float(ours_cell.split(" ± ")[0])
+            decimals = len(value.partition(".")[2])  # a report's mean, to 0.1, rounded to the README's decimals
+            assert (
+                ours_cell.startswith(f"{value} (")
+                if " ± " in value
+                else abs(mean - float(value)) <= 0.5 * 10**-decimals + (0.05 if decimals == 0 else 0)
+            ), (line, ours_cell)
+            checked += 1
+        assert bands.split(" / ") == [""] or bands.split(" / ") == [
+            next((c for c in rows[k] if c in ("inside", "above", "below")), "") for k in keys
+        ], line
+    assert checked == 68  # 41 rows
 
 
 def test_the_ddpg_pages_learning_rate_table_is_ddpg_lrs():
