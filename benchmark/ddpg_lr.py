@@ -60,10 +60,15 @@ def seed_runs(env_id: str, rate: str, results: Path = RESULTS) -> dict[int, dict
     return dict(sorted(runs.items()))
 
 
+def places(curve: dict[int, float], band: dict) -> dict[int, str]:
+    """Where `curve` ({step: return}) is at each compared evaluation: inside, above or below the band."""
+    return {step: versus_band(curve[step], *band[step][1:]) for step in STEPS}
+
+
 def counts(curve: dict[int, float], band: dict) -> dict[str, int]:
-    """At how many of the compared evaluations `curve` ({step: return}) is inside, above and below the band."""
-    places = [versus_band(curve[step], *band[step][1:]) for step in STEPS]
-    return {place: places.count(place) for place in ("inside", "above", "below")}
+    """At how many of the compared evaluations `curve` is inside, above and below the band."""
+    where = list(places(curve, band).values())
+    return {place: where.count(place) for place in ("inside", "above", "below")}
 
 
 def seeds_label(seeds) -> str:
@@ -91,7 +96,7 @@ def env_tables(env_id: str, results: Path = RESULTS, published: Path = PUBLISHED
         values = [[curves[rate][seed][p] for seed in seeds] for p in POINTS]
         mean_curve = {step: float(np.mean([curves[rate][seed][step] for seed in seeds])) for step in STEPS}
         count = counts(mean_curve, band)
-        outside = [f"{step // 1000}k" for step in STEPS if versus_band(mean_curve[step], *band[step][1:]) != "inside"]
+        outside = [f"{step // 1000}k" for step, place in places(mean_curve, band).items() if place != "inside"]
         under_mean = sum(mean_curve[step] < band[step][0] for step in STEPS)
         summary.append(
             f"| {env_id} | {rate} | {seeds_label(seeds)} ({len(seeds)}) | "
