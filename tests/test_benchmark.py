@@ -474,17 +474,39 @@ def test_the_readmes_results_table_gives_its_rows_report_values():
         for key, value in zip(keys, values):
             ours_cell = rows[key][4].replace("−", "-")
             mean = float(ours_cell.split(" ± ")[0])
-            decimals = len(value.partition(".")[2])  # a report's mean, to 0.1, rounded to the README's decimals
-            assert (
-                ours_cell.startswith(f"{value} (")
-                if " ± " in value
-                else abs(mean - float(value)) <= 0.5 * 10**-decimals + (0.05 if decimals == 0 else 0)
-            ), (line, ours_cell)
+            assert ours_cell.startswith(f"{value} (") if " ± " in value else rounds_to(mean, value), (line, ours_cell)
             checked += 1
         assert bands.split(" / ") == [""] or bands.split(" / ") == [
             next((c for c in rows[k] if c in ("inside", "above", "below")), "") for k in keys
         ], line
     assert checked == 68  # 41 rows
+
+
+def rounds_to(value: float, given: str) -> bool:
+    """Whether a report's value, given there to 0.1, is `given` rounded to `given`'s decimals."""
+    decimals = len(given.partition(".")[2])
+    return abs(value - float(given)) <= 0.5 * 10**-decimals + (0.05 if decimals == 0 else 0)
+
+
+def test_the_readmes_headline_results_are_report_values():
+    """Each mean ± std of ours in the README's first table (before "vs", its anchor) is a report's mean ± std, rounded,
+    over the "(n seeds)" it gives. Mutation run: 5350 ± 567 to 5350 ± 568, 12.9 ± 0.9 to 12.9 ± 1.0 (one without a seed
+    count), and −84.2 ± 1.8 (3 seeds) to (2 seeds)."""
+    _, values = report_rows_and_cells()
+    ours = [re.fullmatch(r"(-?[\d.]+) ± ([\d.]+) \((.+)\)", v) for v in values]
+    ours = [(float(m[1]), float(m[2]), str(len(m[3].split(", ")))) for m in ours if m]
+    table = table_lines((ROOT / "README.md").read_text().replace("−", "-"), "| script | algorithm | headline")
+    headlines = [cells(line)[2].partition(" vs ")[0] for line in table[2:]]
+    quoted = [q for h in headlines for q in re.findall(r"(-?[\d.]+) ± ([\d.]+)(?: \((\d+) seeds\))?", h)]
+    assert (
+        len(quoted) == 17
+        and [
+            (mean, std, seeds)
+            for mean, std, seeds in quoted
+            if not any(rounds_to(m, mean) and rounds_to(s, std) and seeds in ("", n) for m, s, n in ours)
+        ]
+        == []
+    )
 
 
 def test_the_ddpg_pages_learning_rate_table_is_ddpg_lrs():
