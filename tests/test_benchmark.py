@@ -498,15 +498,12 @@ def test_the_readmes_headline_results_are_report_values():
     table = table_lines((ROOT / "README.md").read_text().replace("−", "-"), "| script | algorithm | headline")
     headlines = [cells(line)[2].partition(" vs ")[0] for line in table[2:]]
     quoted = [q for h in headlines for q in re.findall(r"(-?[\d.]+) ± ([\d.]+)(?: \((\d+) seeds\))?", h)]
-    assert (
-        len(quoted) == 17
-        and [
-            (mean, std, seeds)
-            for mean, std, seeds in quoted
-            if not any(rounds_to(m, mean) and rounds_to(s, std) and seeds in ("", n) for m, s, n in ours)
-        ]
-        == []
-    )
+    unmatched = [
+        (mean, std, seeds)
+        for mean, std, seeds in quoted
+        if not any(rounds_to(m, mean) and rounds_to(s, std) and seeds in ("", n) for m, s, n in ours)
+    ]
+    assert len(quoted) == 17 and unmatched == []
 
 
 def test_the_ddpg_pages_learning_rate_table_is_ddpg_lrs():
