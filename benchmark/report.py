@@ -77,7 +77,7 @@ STEP_METRICS = {"train_return_at", "eval_return_at"}  # read at the anchor's ste
 TRAIN_METRICS = {"train_return_last100", "train_return_at"}  # of the training episodes; the others evaluate
 METRIC_NAMES = {
     "train_return_last100": f"mean training episodic return over the last {WINDOW} episodes",
-    "train_return_at": f"training curve: mean return of the last {WINDOW} training episodes finished by that step",
+    "train_return_at": f"training curve, the mean return of the last {WINDOW} training episodes finished by each step",
     "eval_return": "mean return of the final evaluation",
     "eval_return_at": "mean return of the deterministic evaluation",
     "normalized_score": "normalised score of the final evaluation",
@@ -532,7 +532,8 @@ def report(suite: str, results_dir: Path, out_dir: Path) -> str:
     lines += published_lines(published, envs, suite)
     if anchors:
         lines += ["", "Anchors:", ""] + [
-            f"[^{i + 1}]: {a['source'].rstrip('.')}; {METRIC_NAMES[a['metric']]} at {a['step']:,} steps"
+            f"[^{i + 1}]: {a['source'].rstrip('.')}; "
+            f"our measure: the {METRIC_NAMES[a['metric']]}, at {a['step']:,} steps"
             for i, a in enumerate(anchors.values())
         ]
     failed = sorted(r.id for r in runs if (results_dir / f"{r.id}.failed.json").exists())
