@@ -77,7 +77,7 @@ STEP_METRICS = {"train_return_at", "eval_return_at"}  # read at the anchor's ste
 TRAIN_METRICS = {"train_return_last100", "train_return_at"}  # of the training episodes; the others evaluate
 METRIC_NAMES = {
     "train_return_last100": f"mean training episodic return over the last {WINDOW} episodes",
-    "train_return_at": f"training curve, the mean return of the last {WINDOW} training episodes finished by each step",
+    "train_return_at": f"training curve, the mean return of the last {WINDOW} training episodes finished by that step",
     "eval_return": "mean return of the final evaluation",
     "eval_return_at": "mean return of the deterministic evaluation",
     "normalized_score": "normalised score of the final evaluation",

@@ -451,14 +451,17 @@ README_SUITES = {  # suite: its env id, from the last word of the README's env, 
 def test_the_readmes_results_table_gives_its_rows_report_values():
     """Each row of the README's results table names report rows: its scripts, envs and measures, each " / " a list,
     in that order. Each value in "ours" is its report row's mean ± std, or its mean rounded; each "(n)" is the rows'
-    finished seeds; each "vs band" is the rows'. Mutation run: a mean ± std changed (−87.1 to −87.2), a mean alone of
-    each kind (5350 to 5351, 383 to 384, 17.1 to 17.2), two rows' DDPG means swapped (472 and 236), a seed count (3 to
-    2) and a band (below to inside)."""
+    finished seeds; each number of its anchor is one of the rows' anchors', rounded ("none" where they have none; the
+    offline datasets' own score from `datasets.json`); "vs band" is the rows', empty only where theirs are. Mutation
+    run: a mean ± std changed (−87.1 to −87.2), a mean alone of each kind (5350 to 5351, 383 to 384, 17.1 to 17.2), two
+    rows' DDPG means swapped (472 and 236), a seed count (3 to 2), a band changed (below to inside) and one emptied
+    (MountainCar's above), and an anchor's number changed (488.7 to 499.7, 7697 to 7797, the data's 7.2 to 9.2)."""
     rows, _ = report_rows_and_cells()
+    datasets = json.loads((report.RESULTS / "offline" / "datasets.json").read_text())
     table = table_lines((ROOT / "README.md").read_text().replace("−", "-"), "| suite | script | env | ours")
     suite, checked = None, 0
     for line in table[2:]:
-        first, scripts, envs, ours, _, bands = cells(line)
+        first, scripts, envs, ours, anchor, bands = cells(line)
         suite = first.partition(",")[0] or suite
         env_id, measures = README_SUITES[suite]
         keys = [
@@ -476,32 +479,46 @@ def test_the_readmes_results_table_gives_its_rows_report_values():
             mean = float(ours_cell.split(" ± ")[0])
             assert ours_cell.startswith(f"{value} (") if " ± " in value else rounds_to(mean, value), (line, ours_cell)
             checked += 1
-        assert bands.split(" / ") == [""] or bands.split(" / ") == [
-            next((c for c in rows[k] if c in ("inside", "above", "below")), "") for k in keys
-        ], line
+        theirs = [next(c for c in rows[k][5:] if c == "none" or ": " in c).replace("−", "-") for k in keys]
+        if anchor.startswith("the data's "):
+            assert {rounds_to(datasets[k[1]]["normalized_score"], anchor.split()[-1]) for k in keys} == {True}, line
+        elif anchor == "none":
+            assert set(theirs) == {"none"}, line
+        else:
+            numbers = [float(x) for c in theirs for x in re.findall(r"-?\d[\d.]*", c)]
+            assert all(any(rounds_to(n, x) for n in numbers) for x in re.findall(r"-?\d[\d.]*", anchor)), line
+        expected = [next((c for c in rows[k] if c in ("inside", "above", "below")), "") for k in keys]
+        assert bands.split(" / ") == expected or bands == "" == "".join(expected), line
     assert checked == 68  # 41 rows
 
 
 def rounds_to(value: float, given: str) -> bool:
-    """Whether a report's value, given there to 0.1, is `given` rounded to `given`'s decimals."""
+    """Whether `given` is `value`, a report's number (given there to 0.1 or finer), rounded to `given`'s decimals."""
     decimals = len(given.partition(".")[2])
-    return abs(value - float(given)) <= 0.5 * 10**-decimals + (0.05 if decimals == 0 else 0)
+    return abs(value - float(given)) <= 0.5 * 10**-decimals + (0.05 if decimals == 0 else 0) + 1e-9  # ties either way
 
 
 def test_the_readmes_headline_results_are_report_values():
-    """Each mean ± std of ours in the README's first table (before "vs", its anchor) is a report's mean ± std, rounded,
-    over the "(n seeds)" it gives. Mutation run: 5350 ± 567 to 5350 ± 568, 12.9 ± 0.9 to 12.9 ± 1.0 (one without a seed
-    count), and −84.2 ± 1.8 (3 seeds) to (2 seeds)."""
-    _, values = report_rows_and_cells()
-    ours = [re.fullmatch(r"(-?[\d.]+) ± ([\d.]+) \((.+)\)", v) for v in values]
-    ours = [(float(m[1]), float(m[2]), str(len(m[3].split(", ")))) for m in ours if m]
+    """Each mean ± std of ours in the README's first table (before "vs", its anchor) is a mean ± std of a report row of
+    that table row's script, rounded, over the "(n seeds)" it gives. Mutation run: 5350 ± 567 to 5350 ± 568, 12.9 ± 0.9
+    to 12.9 ± 1.0 (one without a seed count), −84.2 ± 1.8 (3 seeds) to (2 seeds) and to (1 seed), and DQN's CartPole
+    value given as C51's."""
+    rows, _ = report_rows_and_cells()
+    ours = collections.defaultdict(list)  # script file: (mean, std, seeds) of each of its report rows
+    for (script, _, _), row in rows.items():
+        match = re.fullmatch(r"(-?[\d.]+) ± ([\d.]+) \((.+)\)", row[4].replace("−", "-"))
+        if match:
+            ours[f"{script.split()[0]}.py"].append((float(match[1]), float(match[2]), str(len(match[3].split(", ")))))
     table = table_lines((ROOT / "README.md").read_text().replace("−", "-"), "| script | algorithm | headline")
-    headlines = [cells(line)[2].partition(" vs ")[0] for line in table[2:]]
-    quoted = [q for h in headlines for q in re.findall(r"(-?[\d.]+) ± ([\d.]+)(?: \((\d+) seeds\))?", h)]
+    quoted = [
+        (script.strip("`"), *q)
+        for script, _, headline, _ in map(cells, table[2:])
+        for q in re.findall(r"(-?[\d.]+) ± ([\d.]+)(?: \((\d+) seeds?\))?", headline.partition(" vs ")[0])
+    ]
     unmatched = [
-        (mean, std, seeds)
-        for mean, std, seeds in quoted
-        if not any(rounds_to(m, mean) and rounds_to(s, std) and seeds in ("", n) for m, s, n in ours)
+        (script, mean, std, seeds)
+        for script, mean, std, seeds in quoted
+        if not any(rounds_to(m, mean) and rounds_to(s, std) and seeds in ("", n) for m, s, n in ours[script])
     ]
     assert len(quoted) == 17 and unmatched == []
 
