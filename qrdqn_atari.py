@@ -66,7 +66,7 @@ class Args:
     """evaluate this saved checkpoint instead of training"""
     checkpoint_frequency: int = 0
     """with `--save-model`, also write the checkpoint every this many transitions (0: only at the end), so that a killed
-    run loses at most that many"""
+    run leaves weights at most that many old, for `--eval-checkpoint` (training does not resume from a checkpoint)"""
     threads: Optional[int] = None
     """torch's CPU threads; None: `OMP_NUM_THREADS` when it is set, else 1, never the slow choice on a machine that
     other work shares; more pay only on an idle machine (docs/operations.md, "Threads")"""
