@@ -65,10 +65,9 @@ def places(curve: dict[int, float], band: dict) -> dict[int, str]:
     return {step: versus_band(curve[step], *band[step][1:]) for step in STEPS}
 
 
-def counts(curve: dict[int, float], band: dict) -> dict[str, int]:
-    """At how many of the compared evaluations `curve` is inside, above and below the band."""
-    where = list(places(curve, band).values())
-    return {place: where.count(place) for place in ("inside", "above", "below")}
+def counts(where: dict[int, str]) -> dict[str, int]:
+    """At how many of the compared evaluations `places` put a curve inside, above and below the band."""
+    return {place: list(where.values()).count(place) for place in ("inside", "above", "below")}
 
 
 def seeds_label(seeds) -> str:
@@ -95,8 +94,9 @@ def env_tables(env_id: str, results: Path = RESULTS, published: Path = PUBLISHED
             continue
         values = [[curves[rate][seed][p] for seed in seeds] for p in POINTS]
         mean_curve = {step: float(np.mean([curves[rate][seed][step] for seed in seeds])) for step in STEPS}
-        count = counts(mean_curve, band)
-        outside = [f"{step // 1000}k" for step, place in places(mean_curve, band).items() if place != "inside"]
+        where = places(mean_curve, band)
+        count = counts(where)
+        outside = [f"{step // 1000}k" for step, place in where.items() if place != "inside"]
         under_mean = sum(mean_curve[step] < band[step][0] for step in STEPS)
         summary.append(
             f"| {env_id} | {rate} | {seeds_label(seeds)} ({len(seeds)}) | "
@@ -114,7 +114,7 @@ def env_tables(env_id: str, results: Path = RESULTS, published: Path = PUBLISHED
             if seed not in curves[rate]:
                 cells += [""] * 5
                 continue
-            curve, count = curves[rate][seed], counts(curves[rate][seed], band)
+            curve, count = curves[rate][seed], counts(places(curves[rate][seed], band))
             cells += [f"{curve[POINTS[0]]:.0f}", f"{curve[POINTS[1]]:.0f}"]
             cells += [f"{count['inside']} / {count['above']} / {count['below']}", runs[rate][seed]["commit"]]
             cells.append(f"{runs[rate][seed]['wall_s'] / 60:.1f}")
