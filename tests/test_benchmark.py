@@ -420,6 +420,67 @@ def test_what_the_docs_pages_quote_from_the_reports_is_the_reports_text():
     assert copies > 50 and quoted > 80  # the docs pages quote the suites' rows and values
 
 
+def section_blocks(page, anchor: str) -> tuple[str, list[str]]:
+    """The heading of `page` whose GitHub anchor is `anchor`, and the paragraphs and list items of its section, up to
+    the next heading of its level or higher; tables, code and images left out."""
+    lines = page.read_text().splitlines()
+    start = next(
+        i
+        for i, line in enumerate(lines)
+        if line.startswith("#") and report.heading_anchor(line.lstrip("#").strip()) == anchor
+    )
+    level = len(lines[start]) - len(lines[start].lstrip("#"))
+    blocks, code = [], False
+    for line in lines[start + 1 :]:
+        code ^= line.startswith("```")
+        if not code and line.startswith("#") and len(line) - len(line.lstrip("#")) <= level:
+            break
+        if code or not line.strip() or line.startswith(("|", "```", "![")):
+            blocks.append("")
+        elif line.startswith("- ") or not blocks or not blocks[-1]:
+            blocks.append(line)
+        else:
+            blocks[-1] += " " + line.strip()
+    return lines[start], [b for b in blocks if b]
+
+
+def test_headings_anchors_are_githubs():
+    """GitHub's rule: lower case, every character but letters, digits, spaces, - and _ dropped, each space a hyphen.
+    Mutation run: punctuation kept; spaces dropped instead of made hyphens."""
+    assert report.heading_anchor("`classic`: CleanRL's classic-control protocol (500k steps)") == (
+        "classic-cleanrls-classic-control-protocol-500k-steps"
+    )
+    assert report.heading_anchor("Extension 2: anti-exploration bonus (`--bonus rnd|cvae`)") == (
+        "extension-2-anti-exploration-bonus---bonus-rndcvae"
+    )
+
+
+@pytest.mark.parametrize("suite", REPORTED)
+def test_each_cell_outside_its_anchors_band_is_answered_on_its_scripts_page(suite):
+    """Every (script, env) of a committed report whose mean is outside its anchor's band at some measure has a line
+    under the table linking to the section of the script's docs page that names the suite, and that section has a
+    paragraph or list item that names the env's game in its first 40 characters, with the algorithm for a variant
+    ("On Breakout (seeds 1–3 ...", "DDPG on HalfCheetah"): the one that answers it. Mutation run: docs/dqn.md's
+    "On Breakout (seeds" made "On the first game (seeds"; the bullet "DDPG on Walker2d" made "DDPG's third env";
+    `outside_lines` giving no line (also the committed-report test); the link's heading the page's first."""
+    text = (report.RESULTS / f"{suite}.md").read_text()
+    outside = {
+        (cells(line)[0], cells(line)[1])
+        for line in text.splitlines()
+        if line.startswith("| ") and cells(line)[-2] in ("above", "below")
+    }
+    listed = re.findall(r"^- (\S+(?: \S+)?), (\S+): .+\. \[docs/\S+: .+\]\(\.\./\.\./docs/(\S+)#(\S+)\)$", text, re.M)
+    assert {(script, env_id) for script, env_id, *_ in listed} == outside
+    for script, env_id, page, anchor in listed:
+        game = re.sub(r"-v\d+$", "", env_id.split("/")[-1])
+        algorithm = script.split()[1].split("_")[0].upper() if " " in script else ""
+        heading, blocks = section_blocks(ROOT / "docs" / page, anchor)
+        assert f"`{suite}`" in heading
+        openers = [re.sub(r"^- |\*\*", "", block)[:40] for block in blocks]
+        assert any(game in o and algorithm in o for o in openers), (suite, script, env_id)
+    assert len(listed) == text.count("\n- ")  # every line of the list read
+
+
 README_SCRIPTS = {  # the README results table's name of each report's script and variant
     "DQN": "dqn_atari",
     "C51": "c51_atari",
