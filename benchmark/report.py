@@ -5,8 +5,9 @@ published learning curves (benchmark/published/*.json).
 
 Writes benchmark/results/<suite>.md (per script and env, for each of the suite's measures and each anchor's: our mean
 ± std over seeds with every seed's value, a 95% bootstrap CI from 5 seeds up, next to the anchor's number and source;
-for multi-game suites, the IQM of anchor-normalised scores with stratified-bootstrap CIs from rliable; for each cell
-outside its anchor's band, a link to the section of the script's docs page that answers it) and
+for multi-game suites, the IQM of anchor-normalised scores with stratified-bootstrap CIs from rliable; for each
+(script, env) whose mean is outside its anchor's band, a link to the section of the script's docs page that explains
+it) and
 benchmark/results/<suite>.png (learning curves: ours against the anchors' points and the published curves). It reads
 whatever runs have finished, so it can be run while a suite is still going.
 """
@@ -34,7 +35,7 @@ from suites import SUITES, Run  # noqa: E402
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 PUBLISHED = HERE / "published"  # published whole learning curves, one JSON each (`load_published`)
-DOCS = HERE.parent / "docs"  # one page per script, whose results section answers each cell outside its band
+DOCS = HERE.parent / "docs"  # a page per script: its section headed with a suite's name explains that suite's results
 MULTI_GAME = {"minatar"}  # suites whose games are aggregated (IQM); classic control's returns have no common scale
 MIN_CI_SEEDS = 5  # below this a percentile bootstrap over seeds is the seeds' range, or close to it (`bootstrap_ci`)
 DIRTY = "+changes"  # run.py's mark on the commit of a run started from a tree with uncommitted changes
@@ -271,10 +272,17 @@ def table(suite: str, runs: list[Run], grouped: dict, anchors: dict) -> list[str
 
 def docs_section(script: str, suite: str) -> tuple[Path, str]:
     """The docs page of a table's script (`dqn_atari`: docs/dqn.md; `ddpg_td3_sac td3`: docs/ddpg_td3_sac.md) and
-    its heading that names the suite in backticks, as in "### `classic`: ..." ("" where it has none)."""
+    its first heading that names the suite in backticks, as "### `classic`: ..." does."""
     page = DOCS / (script.split()[0].removesuffix("_atari").removesuffix("_offline") + ".md")
-    headings = [line.lstrip("#").strip() for line in page.read_text().splitlines() if line.startswith("#")]
-    return page, next((h for h in headings if f"`{suite}`" in h), "")
+    headings, code = [], False
+    for line in page.read_text().splitlines():
+        code ^= line.startswith("```")  # a `#` line in a code block is a shell comment
+        if not code and re.match(r"#{1,6} ", line):
+            headings.append(line.lstrip("#").strip())
+    heading = next((h for h in headings if f"`{suite}`" in h), None)
+    if heading is None:
+        raise SystemExit(f"error: {page} has no heading naming `{suite}`, to explain its results outside their band")
+    return page, heading
 
 
 def heading_anchor(heading: str) -> str:
@@ -283,26 +291,26 @@ def heading_anchor(heading: str) -> str:
 
 
 def outside_lines(suite: str, rows: list[str]) -> list[str]:
-    """A line per (script, env) whose mean is outside its anchor's band at some measure (the table's `rows`): where,
-    and a link to the section of the script's docs page that answers it, with the cause found or what was tried and
-    ruled out."""
-    stretches = defaultdict(list)  # (script, env) -> [(above or below, [its steps])], in step order
+    """From the table's `rows`, a line per (script, env) whose mean is outside its anchor's band at some measure:
+    above or below, at which steps, and a link to the section of the script's docs page that explains why (the cause
+    found, or what was tried and ruled out)."""
+    places = defaultdict(list)  # (script, env) -> [(above or below, [steps])], in step order
     for row in rows[2:]:
         script, env_id, _, measure, *_, where, _ = [c.strip() for c in row.strip("|").split("|")]
         if where in ("above", "below"):
             step = short_step(int(measure.split(" at ")[-1].replace(",", "")))
-            cell = stretches[(script, env_id)]
+            cell = places[(script, env_id)]
             if cell and cell[-1][0] == where:
                 cell[-1][1].append(step)
             else:
                 cell.append((where, [step]))
-    if not stretches:
+    if not places:
         return []
-    lines = ["", "Outside the anchor's band, and the section of the script's page that answers it:", ""]
-    for (script, env_id), cell in stretches.items():
+    lines = ["", "Means outside their anchor's band, each with the docs section that explains it:", ""]
+    for (script, env_id), cell in places.items():
         page, heading = docs_section(script, suite)
-        link = f"../../docs/{page.name}" + (f"#{heading_anchor(heading)}" if heading else "")
         where = "; ".join(f"{place} at {' and '.join(', '.join(steps).rsplit(', ', 1))}" for place, steps in cell)
+        link = f"../../docs/{page.name}#{heading_anchor(heading)}"  # from benchmark/results/
         lines.append(f"- {script}, {env_id}: {where}. [docs/{page.name}: {heading}]({link})")
     return lines
 
