@@ -60,6 +60,10 @@ WINDOW = 100  # episodes: the MinAtar paper's moving average of training returns
 CURVE_POINTS = 200
 # the packages whose code computes a run's numbers (requirements.txt's names); the others only log or plot
 PACKAGES = ("torch", "numpy", "gymnasium", "mujoco", "ale-py", "minatar", "minari", "h5py")
+# every script's progress line, "step N/total  ...": what a run in flight posts to the Board
+PROGRESS_LINE = re.compile(r"^step (\d+)/(\d+)\s")
+PACE_WINDOW_S = 600  # a run's pace: its steps over the last 10 min of its progress lines, evaluations included
+POLL_S = 600  # the runner prints its progress line when a run ends, and after each POLL_S without one
 
 
 def moving_average(episodes, steps, window=WINDOW) -> np.ndarray:
@@ -130,11 +134,50 @@ def software() -> dict:
     }
 
 
+def progress_step(line: str) -> tuple[int, int] | None:
+    """(steps done, total) from a script's progress line; None for any other line, and for a line printed before
+    learning starts (`ETA n/a ...`): random play runs far faster than learning and would set a pace the run can't
+    keep."""
+    seen = PROGRESS_LINE.match(line)
+    return None if seen is None or "ETA n/a" in line else (int(seen[1]), int(seen[2]))
+
+
+def seconds_left(points: list[tuple[float, int]], total: int, now: float) -> float | None:
+    """A run's seconds left from its progress `points`, (time, steps done) oldest first: the steps left at the pace
+    from the first point to the last, less the time since the last (an evaluation prints no line); at least 0. None
+    until the steps have moved."""
+    (t_first, first), (t_last, last) = points[0], points[-1]
+    if last <= first:
+        return None
+    return max((total - last) * (t_last - t_first) / (last - first) - (now - t_last), 0.0)
+
+
+class Board:
+    """Where the runs in flight post their progress (`execute`) and the runner reads how long each has left. One Ray
+    actor per sitting (`run_suite`), so a run on any node can post to it; its clock times every point."""
+
+    def __init__(self):
+        self.points, self.totals = collections.defaultdict(list), {}  # by run id
+
+    def post(self, run_id: str, step: int, total: int):
+        points = self.points[run_id]
+        points.append((time.time(), step))
+        while len(points) > 2 and points[1][0] <= points[-1][0] - PACE_WINDOW_S:  # the first: the window's start
+            points.pop(0)
+        self.totals[run_id] = total
+
+    def left(self) -> dict[str, float]:
+        """Seconds left, by the id of each run whose steps have moved."""
+        now = time.time()
+        left = {run_id: seconds_left(points, self.totals[run_id], now) for run_id, points in self.points.items()}
+        return {run_id: seconds for run_id, seconds in left.items() if seconds is not None}
+
+
 @ray.remote(num_cpus=1)  # run_suite asks for `threads` CPUs per task
-def execute(run: dict, threads: int = 1, tail_lines: int = 30) -> dict:
-    """Start the script in a fresh folder with `threads` torch threads, wait for it, and return its metrics (or its last
-    lines if it failed). The task's working directory is the repository, which Ray ships to every node (`runtime_env`
-    in `run_suite`)."""
+def execute(run: dict, threads: int, board, tail_lines: int = 30) -> dict:
+    """Start the script in a fresh folder with `threads` torch threads, post its progress lines to `board` (a Board
+    actor) as they come, and return its metrics (or its last lines if it failed). The task's working directory is the
+    repository, which Ray ships to every node (`runtime_env` in `run_suite`)."""
     repo = Path.cwd()
     command = [
         sys.executable,
@@ -148,19 +191,25 @@ def execute(run: dict, threads: int = 1, tail_lines: int = 30) -> dict:
         *run["flags"],
     ]
     with tempfile.TemporaryDirectory() as cwd:
-        start = time.time()
-        proc = subprocess.run(
-            command, cwd=cwd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(threads))
-        )
+        start, lines = time.time(), collections.deque(maxlen=tail_lines)
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        with subprocess.Popen(
+            command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        ) as proc:
+            for line in proc.stdout:
+                lines.append(line.rstrip("\n"))
+                step = progress_step(line)
+                if step is not None:
+                    board.post.remote(Run(**run).id, *step)
         wall = time.time() - start
-        lines = (proc.stdout + proc.stderr).splitlines()
+        lines = list(lines)
         result = {
             "run": run,
             "command": " ".join(command[1:]).replace(str(repo) + "/", ""),
             "start_s": round(start, 2),  # Unix time
             "wall_s": round(wall, 1),
             "returncode": proc.returncode,
-            "tail": lines[-tail_lines:],
+            "tail": lines,
             "host": os.uname().nodename,
             "nice": os.nice(0),  # the run's niceness (the script inherits the worker's)
             "software": software(),
@@ -172,7 +221,7 @@ def execute(run: dict, threads: int = 1, tail_lines: int = 30) -> dict:
                 if len(run_dirs) == 1
                 else {
                     "returncode": -1,
-                    "tail": lines[-tail_lines:] + [f"runner: expected one run folder, found {len(run_dirs)}"],
+                    "tail": lines + [f"runner: expected one run folder, found {len(run_dirs)}"],
                 }
             )
     return result
@@ -251,17 +300,21 @@ def known_walls(results_dir: Path, suite_dir: Path, tag: str = "") -> dict[tuple
     return walls
 
 
-def eta_s(runs, ended, walls, slots, elapsed) -> float | None:
+def eta_s(runs, ended, walls, slots, elapsed, left=None) -> float | None:
     """Seconds until the last of `runs` ends, if they start in order, `slots` at a time, each as soon as a slot is free.
-    A run that has ended did so at `ended[run.id]` (seconds into the sitting). Any other takes the mean wall time of its
-    cell's successful runs (`walls`, by script, variant and env), else of every cell's, and ends no sooner than now
-    (`elapsed`). None while no run has succeeded to go by."""
-    every = [w for cell in walls.values() for w in cell]
+    A run that has ended did so at `ended[run.id]` (seconds into the sitting). A run in flight whose steps have moved
+    ends in `left[run.id]` seconds (Board.left). Any other takes the mean wall time of its cell's successful runs
+    (`walls`, by script, variant and env), else of every cell's, and ends no sooner than now (`elapsed`). None while a
+    run has neither and no run has succeeded to go by."""
+    every, left = [w for cell in walls.values() for w in cell], left or {}
     ends = [0.0] * slots  # a heap: when each slot is free next
     for end in sorted(ended.values()):
         heapq.heapreplace(ends, end)
     for run in runs:
         if run.id in ended:
+            continue
+        if run.id in left:  # in flight, so it holds one of the slots freed first: runs start in order
+            heapq.heapreplace(ends, elapsed + left[run.id])
             continue
         known = walls.get((run.name, run.env_id)) or every
         if not known:
@@ -320,10 +373,12 @@ def run_suite(
     # for the ETA: how many runs fit at once, when each run of this sitting ended, the finished runs' wall times
     slots = max(1, min(parallel or len(todo), sum(int(cpus // threads) for cpus in nodes)))
     ended, ran_elsewhere, walls = {}, [], known_walls(results_dir, RESULTS / suite, tag)
+    board = ray.remote(num_cpus=0)(Board).remote()  # the runs in flight post their progress lines to it
 
     def progress() -> str:
         done, elapsed = len(todo) - len(pending) - len(queue), time.time() - started
-        eta = eta_s([r for r in todo if r not in ran_elsewhere], ended, walls, slots, elapsed)
+        left = ray.get(board.left.remote())
+        eta = eta_s([r for r in todo if r not in ran_elsewhere], ended, walls, slots, elapsed, left)
         return progress_line(done, len(todo), len(failures), elapsed, eta)
 
     print(progress(), flush=True)
@@ -334,10 +389,10 @@ def run_suite(
                 if (results_dir / f"{run.id}.json").exists():  # another driver on the same results has run it
                     ran_elsewhere.append(run)
                 else:
-                    pending[execute.options(num_cpus=threads).remote(run._asdict(), threads)] = run
+                    pending[execute.options(num_cpus=threads).remote(run._asdict(), threads, board)] = run
             if not pending:
                 break
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=600)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
             if not ready:
                 print(progress() + "  (runs in progress)", flush=True)
                 continue

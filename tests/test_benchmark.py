@@ -150,6 +150,68 @@ def test_the_eta_schedules_the_runs_left_on_the_slots_at_their_cells_mean_wall_t
     assert "ETA n/a" in runner.progress_line(0, 1, 0, 0.0, None)
 
 
+def test_a_run_in_flight_is_timed_by_its_progress_lines(monkeypatch):
+    """The pace is the steps over the window of the last PACE_WINDOW_S, from every script's progress line but those
+    printed before learning starts; a run in flight with a pace holds its slot until then, with or without wall times
+    to go by. Mutations run: the `ETA n/a` lines read; the time since the last line not subtracted; the window's first
+    point dropped one too early and never; a run in flight put after the others' slots (heappush); the pace left out
+    while no wall time is known."""
+    line = "step 1200/100000  SPS 512  ETA 3.2 min  return 10.5 (last 20)  eval n/a  grad steps 300"
+    assert runner.progress_step(line) == (1200, 100000)
+    assert runner.progress_step("step 5000/1000000  812 gradient steps/s  ETA 20.4 min  eval n/a") == (5000, 1000000)
+    assert runner.progress_step("step 100/50000  SPS 900  ETA n/a before learning starts at step 25000") is None
+    assert runner.progress_step("bonus rnd: step 10/1000  ETA 5 s") is None  # IQL's bonus pretraining
+    assert runner.seconds_left([(0.0, 1000), (60.0, 1600)], 10000, now=70.0) == (10000 - 1600) * 60 / 600 - 10
+    assert runner.seconds_left([(0.0, 1000), (60.0, 1000)], 10000, now=70.0) is None  # the steps have not moved
+    assert runner.seconds_left([(0.0, 1000), (60.0, 9990)], 10000, now=600.0) == 0
+
+    board, clock = runner.Board(), iter(range(0, 2000, 100))
+    monkeypatch.setattr(runner.time, "time", lambda: float(next(clock)))  # a post every 100 s, then left()
+    for step in (0, 50, 100, 200, 400, 600, 800, 1000, 1200, 1400):  # at 0 s, ..., 900 s: slow, then 2 steps/s
+        board.post("a", step, 10000)
+    board.post("b", 0, 500)  # at 1000 s: no pace yet
+    left = board.left()  # at 1100 s
+    monkeypatch.undo()
+    assert [t for t, _ in board.points["a"]] == [300.0, 400.0, 500.0, 600.0, 700.0, 800.0, 900.0]  # 600 s from 300 s
+    assert left == {"a": (10000 - 1400) / 2 - 200}
+
+    iqn_s2, iqn_s3 = Run("iqn_atari.py", "MinAtar/Breakout-v0", 2), Run("iqn_atari.py", "MinAtar/Breakout-v0", 3)
+    walls = {("iqn_atari.py", "MinAtar/Breakout-v0"): [3000.0]}
+    in_flight = {iqn_s2.id: 100.0}
+    assert runner.eta_s([iqn_s2, iqn_s3], {}, walls, slots=1, elapsed=600, left=in_flight) == 100 + 3000
+    assert runner.eta_s([iqn_s2, iqn_s3], {}, walls, slots=2, elapsed=600, left=in_flight) == 3000 - 600
+    assert runner.eta_s([iqn_s2], {}, {}, slots=1, elapsed=600, left=in_flight) == 100
+
+
+def test_the_runner_reads_the_eta_of_a_run_in_flight_from_its_progress_lines(tmp_path, monkeypatch, capsys):
+    """A script outside the repository (an absolute path, so its failure is written beside it) stands in for a long
+    run: a line before learning starts, then four progress lines at 400 steps/s, and a wait. While it runs, the
+    runner's ETA is its steps left at that pace (about 4 min), not the 1000 min of the cell's finished seed. Mutations
+    run: no post to the board; the board's times left out of the ETA."""
+    script = tmp_path / "paced.py"
+    script.write_text(
+        "import time\n"
+        "print('step 900/100000  SPS 9000  ETA n/a before learning starts at step 1000', flush=True)\n"
+        "time.sleep(1)\n"
+        "for step in (1000, 1200, 1400, 1600):\n"
+        "    print(f'step {step}/100000  SPS 400  ETA 4.1 min', flush=True)\n"
+        "    time.sleep(0.5)\n"
+        "time.sleep(4)\n"
+        "raise SystemExit(1)\n"
+    )
+    run = Run(str(script), "CartPole-v1", 1)
+    results = tmp_path / "results"
+    results.mkdir()
+    finished = {"run": run._replace(seed=2)._asdict(), "returncode": 0, "wall_s": 60000.0}
+    (results / "paced__CartPole-v1__s2.json").write_text(json.dumps(finished))
+    monkeypatch.setattr(runner, "POLL_S", 1)
+    assert len(runner.run_suite("test", [run], results, num_cpus=1)) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert any("0/1 runs  0 failed  0.0 min  ETA 1000.0 min" in line for line in lines)
+    etas = [float(line.split("ETA ")[1].split(" min")[0]) for line in lines if "(runs in progress)" in line]
+    assert any(3.5 < eta < 4.2 for eta in etas), lines
+
+
 def test_a_new_tags_first_runs_take_their_eta_from_the_suites_own_runs_of_their_cells(tmp_path, monkeypatch, capsys):
     """A tagged run whose cell has no finished run in its folder yet (a new --tag) takes the wall times of the suite's
     own runs of that cell, in benchmark/results/<suite>; once a tagged run of the cell succeeds, the cell goes by the
