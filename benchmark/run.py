@@ -142,7 +142,7 @@ def progress_step(line: str) -> tuple[int, int] | None:
     return None if seen is None or "ETA n/a" in line else (int(seen[1]), int(seen[2]))
 
 
-def seconds_left(points: list[tuple[float, int]], total: int, now: float) -> float | None:
+def seconds_left(points, total: int, now: float) -> float | None:
     """A run's seconds left from its progress `points`, (time, steps done) oldest first: the steps left at the pace
     from the first point to the last, less the time since the last (an evaluation prints no line); at least 0. None
     until the steps have moved."""
@@ -153,22 +153,26 @@ def seconds_left(points: list[tuple[float, int]], total: int, now: float) -> flo
 
 
 class Board:
-    """Where the runs in flight post their progress (`execute`) and the runner reads how long each has left. One Ray
-    actor per sitting (`run_suite`), so a run on any node can post to it; its clock times every point."""
+    """Where the runs in flight post their progress (`execute`) and the runner reads how long each has left. run_suite
+    makes it a Ray actor, one per sitting, so that a run on any node can post to it; its `clock` times every point (the
+    tests use it as a plain class, with a clock of their own)."""
 
-    def __init__(self):
-        self.points, self.totals = collections.defaultdict(list), {}  # by run id
+    def __init__(self, clock=time.time):
+        self.clock, self.points, self.totals = clock, collections.defaultdict(collections.deque), {}  # by run id
 
     def post(self, run_id: str, step: int, total: int):
         points = self.points[run_id]
-        points.append((time.time(), step))
-        while len(points) > 2 and points[1][0] <= points[-1][0] - PACE_WINDOW_S:  # the first: the window's start
-            points.pop(0)
+        if points and step < points[-1][1]:  # Ray ran the task again (its node lost): the steps start over
+            points.clear()
+        points.append((self.clock(), step))
+        # the oldest point kept is the last one at least PACE_WINDOW_S older than the newest: the pace spans the window
+        while len(points) > 2 and points[1][0] <= points[-1][0] - PACE_WINDOW_S:
+            points.popleft()
         self.totals[run_id] = total
 
     def left(self) -> dict[str, float]:
         """Seconds left, by the id of each run whose steps have moved."""
-        now = time.time()
+        now = self.clock()
         left = {run_id: seconds_left(points, self.totals[run_id], now) for run_id, points in self.points.items()}
         return {run_id: seconds for run_id, seconds in left.items() if seconds is not None}
 
@@ -191,16 +195,20 @@ def execute(run: dict, threads: int, board, tail_lines: int = 30) -> dict:
         *run["flags"],
     ]
     with tempfile.TemporaryDirectory() as cwd:
-        start, lines = time.time(), collections.deque(maxlen=tail_lines)
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        with subprocess.Popen(
-            command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-        ) as proc:
-            for line in proc.stdout:
-                lines.append(line.rstrip("\n"))
-                step = progress_step(line)
-                if step is not None:
-                    board.post.remote(Run(**run).id, *step)
+        run_id, start, lines = Run(**run).id, time.time(), collections.deque(maxlen=tail_lines)
+        # unbuffered: the lines come as they are printed, and errors (stderr) in their place among them
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
+        pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+        with subprocess.Popen(command, cwd=cwd, env=env, **pipes) as proc:
+            try:
+                for line in proc.stdout:
+                    lines.append(line.rstrip("\n"))
+                    step = progress_step(line)
+                    if step is not None:
+                        board.post.remote(run_id, *step)
+            except BaseException:  # as subprocess.run does: no script left running without its task
+                proc.kill()
+                raise
         wall = time.time() - start
         lines = list(lines)
         result = {
@@ -306,15 +314,15 @@ def eta_s(runs, ended, walls, slots, elapsed, left=None) -> float | None:
     ends in `left[run.id]` seconds (Board.left). Any other takes the mean wall time of its cell's successful runs
     (`walls`, by script, variant and env), else of every cell's, and ends no sooner than now (`elapsed`). None while a
     run has neither and no run has succeeded to go by."""
-    every, left = [w for cell in walls.values() for w in cell], left or {}
+    every = [w for cell in walls.values() for w in cell]
+    left = {run.id: left[run.id] for run in runs if run.id in (left or {}) and run.id not in ended}
     ends = [0.0] * slots  # a heap: when each slot is free next
     for end in sorted(ended.values()):
         heapq.heapreplace(ends, end)
+    for seconds in left.values():  # the runs in flight first, whatever their place in `runs`: each holds a slot
+        heapq.heapreplace(ends, elapsed + seconds)
     for run in runs:
-        if run.id in ended:
-            continue
-        if run.id in left:  # in flight, so it holds one of the slots freed first: runs start in order
-            heapq.heapreplace(ends, elapsed + left[run.id])
+        if run.id in ended or run.id in left:
             continue
         known = walls.get((run.name, run.env_id)) or every
         if not known:
@@ -377,7 +385,10 @@ def run_suite(
 
     def progress() -> str:
         done, elapsed = len(todo) - len(pending) - len(queue), time.time() - started
-        left = ray.get(board.left.remote())
+        try:
+            left = ray.get(board.left.remote())
+        except ray.exceptions.RayError:  # the Board lost with its node: the runs in flight go by the wall times
+            left = {}
         eta = eta_s([r for r in todo if r not in ran_elsewhere], ended, walls, slots, elapsed, left)
         return progress_line(done, len(todo), len(failures), elapsed, eta)
 

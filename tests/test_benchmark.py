@@ -150,12 +150,12 @@ def test_the_eta_schedules_the_runs_left_on_the_slots_at_their_cells_mean_wall_t
     assert "ETA n/a" in runner.progress_line(0, 1, 0, 0.0, None)
 
 
-def test_a_run_in_flight_is_timed_by_its_progress_lines(monkeypatch):
+def test_a_run_in_flight_is_timed_by_its_progress_lines():
     """The pace is the steps over the window of the last PACE_WINDOW_S, from every script's progress line but those
-    printed before learning starts; a run in flight with a pace holds its slot until then, with or without wall times
-    to go by. Mutations run: the `ETA n/a` lines read; the time since the last line not subtracted; the window's first
-    point dropped one too early and never; a run in flight put after the others' slots (heappush); the pace left out
-    while no wall time is known."""
+    printed before learning starts; a run in flight with a pace holds its slot until then, with or without wall
+    times to go by. Mutations run: the `ETA n/a` lines read; the time since the last line not subtracted; the
+    window's first point dropped one too early and never; the points kept when the steps go back; a run in flight
+    put after the others' slots (heappush), or in its place in the list; a run in flight also given its cell's mean."""
     line = "step 1200/100000  SPS 512  ETA 3.2 min  return 10.5 (last 20)  eval n/a  grad steps 300"
     assert runner.progress_step(line) == (1200, 100000)
     assert runner.progress_step("step 5000/1000000  812 gradient steps/s  ETA 20.4 min  eval n/a") == (5000, 1000000)
@@ -165,15 +165,15 @@ def test_a_run_in_flight_is_timed_by_its_progress_lines(monkeypatch):
     assert runner.seconds_left([(0.0, 1000), (60.0, 1000)], 10000, now=70.0) is None  # the steps have not moved
     assert runner.seconds_left([(0.0, 1000), (60.0, 9990)], 10000, now=600.0) == 0
 
-    board, clock = runner.Board(), iter(range(0, 2000, 100))
-    monkeypatch.setattr(runner.time, "time", lambda: float(next(clock)))  # a post every 100 s, then left()
+    clock = iter(range(0, 2000, 100))
+    board = runner.Board(clock=lambda: float(next(clock)))  # a post every 100 s, then left()
     for step in (0, 50, 100, 200, 400, 600, 800, 1000, 1200, 1400):  # at 0 s, ..., 900 s: slow, then 2 steps/s
         board.post("a", step, 10000)
     board.post("b", 0, 500)  # at 1000 s: no pace yet
-    left = board.left()  # at 1100 s
-    monkeypatch.undo()
+    assert board.left() == {"a": (10000 - 1400) / 2 - 200}  # at 1100 s
     assert [t for t, _ in board.points["a"]] == [300.0, 400.0, 500.0, 600.0, 700.0, 800.0, 900.0]  # 600 s from 300 s
-    assert left == {"a": (10000 - 1400) / 2 - 200}
+    board.post("a", 0, 10000)  # at 1200 s: Ray ran the task again
+    assert list(board.points["a"]) == [(1200.0, 0)] and board.left() == {}
 
     iqn_s2, iqn_s3 = Run("iqn_atari.py", "MinAtar/Breakout-v0", 2), Run("iqn_atari.py", "MinAtar/Breakout-v0", 3)
     walls = {("iqn_atari.py", "MinAtar/Breakout-v0"): [3000.0]}
@@ -181,6 +181,10 @@ def test_a_run_in_flight_is_timed_by_its_progress_lines(monkeypatch):
     assert runner.eta_s([iqn_s2, iqn_s3], {}, walls, slots=1, elapsed=600, left=in_flight) == 100 + 3000
     assert runner.eta_s([iqn_s2, iqn_s3], {}, walls, slots=2, elapsed=600, left=in_flight) == 3000 - 600
     assert runner.eta_s([iqn_s2], {}, {}, slots=1, elapsed=600, left=in_flight) == 100
+    # seed 3 waits while seeds 2 and 4 run (Ray starts runs in any order): it starts at 700 s, when a slot frees
+    iqn_s4 = Run("iqn_atari.py", "MinAtar/Breakout-v0", 4)
+    in_flight[iqn_s4.id] = 100.0
+    assert runner.eta_s([iqn_s2, iqn_s3, iqn_s4], {}, walls, slots=2, elapsed=600, left=in_flight) == 100 + 3000
 
 
 def test_the_runner_reads_the_eta_of_a_run_in_flight_from_its_progress_lines(tmp_path, monkeypatch, capsys):
@@ -209,7 +213,7 @@ def test_the_runner_reads_the_eta_of_a_run_in_flight_from_its_progress_lines(tmp
     lines = capsys.readouterr().out.splitlines()
     assert any("0/1 runs  0 failed  0.0 min  ETA 1000.0 min" in line for line in lines)
     etas = [float(line.split("ETA ")[1].split(" min")[0]) for line in lines if "(runs in progress)" in line]
-    assert any(3.5 < eta < 4.2 for eta in etas), lines
+    assert any(1 < eta < 20 for eta in etas), lines  # about 4: loose, for the posts' delays on a busy machine
 
 
 def test_a_new_tags_first_runs_take_their_eta_from_the_suites_own_runs_of_their_cells(tmp_path, monkeypatch, capsys):
